@@ -1,0 +1,92 @@
+"""Settings for a stillreel server or worker: one object, built by the CLI, passed down explicitly."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stillreel.engines import EngineSpec
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_input_bytes: int = 50 * MiB  # one fetched image or mask
+    max_image_pixels: int = 40_000_000  # width × height of a decoded input
+    min_image_side: int = 16
+    fetch_timeout_s: float = 20.0
+    max_upload_bytes: int = 2048 * MiB  # one stored file
+    max_body_bytes: int = 64 * MiB  # a JSON request body (data URIs included)
+    allow_private_urls: bool = False  # fetch http(s) inputs from loopback / private networks
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".stillreel")
+    database_url: str | None = None  # None: SQLite in data_dir
+    storage_url: str | None = None  # None: files in data_dir/files; or s3://bucket/prefix?endpoint=…
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None  # None: built from each request's Host
+    auth: bool = True
+    workers: int = 1
+    engine: EngineSpec = field(default_factory=EngineSpec)
+    bindings: dict[str, EngineSpec] = field(default_factory=dict)  # endpoint id → engine
+    limits: Limits = field(default_factory=Limits)
+    lease_s: float = 30.0
+    heartbeat_s: float = 2.0
+    cancel_grace_s: float = 10.0  # a running engine that ignores a cancel is killed after this
+    max_attempts: int = 3  # a request whose worker died this many times fails
+    default_max_queue: int | None = None  # fal_max_queue_length when the caller sends none
+    result_ttl_s: float = 7 * 24 * 3600
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgres://"):
+                url = "postgresql://" + url[len("postgres://") :]
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://") :]
+            return url
+        return f"sqlite:///{(self.data_dir / 'stillreel.db').resolve()}"
+
+    def engine_for(self, endpoint_id: str) -> EngineSpec:
+        return self.bindings.get(endpoint_id, self.engine)
+
+    def engine_specs(self) -> list[EngineSpec]:
+        specs = [self.engine, *self.bindings.values()]
+        return list({repr(s.to_json()): s for s in specs}.values())
+
+
+def load_config_file(path: Path) -> tuple[EngineSpec | None, dict[str, EngineSpec]]:
+    """Read ``stillreel.toml``: ``[engine]`` (the default) and ``[endpoints."<id>"]`` bindings.
+
+    ```toml
+    [engine]
+    name = "diffusion"
+    model = "/models/Wan2.2-TI2V-5B-Diffusers"
+
+    [endpoints."fal-ai/kling-video/o3/standard/image-to-video"]
+    name = "diffusion"
+    model = "/models/LTX-Video"
+    steps = 30
+    ```
+    """
+    data = tomllib.loads(Path(path).read_text())
+
+    def spec(table: dict) -> EngineSpec:
+        table = dict(table)
+        name = table.pop("name", table.pop("engine", "motion"))
+        return EngineSpec(name, table)
+
+    default = spec(data["engine"]) if "engine" in data else None
+    bindings = {eid: spec(t) for eid, t in data.get("endpoints", {}).items()}
+    return default, bindings
+
+
+def env_default(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"STILLREEL_{name}", default)

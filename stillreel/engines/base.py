@@ -1,0 +1,159 @@
+"""The seam between endpoints and engines.
+
+Endpoints speak fal's field names; engines only ever see a ``GenerationRequest``: decoded
+images, masks in input-image pixels (top-left origin), shots and plain numbers. An engine
+declares what it honours in ``Capabilities`` so the API can refuse what it cannot do at submit
+time (422 ``feature_not_supported``) instead of failing minutes later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+# An RGB image, uint8, shape (height, width, 3).
+Image = np.ndarray
+# A mask, uint8 0..255 (255 = selected), shape (height, width), same size as the start image.
+Mask = np.ndarray
+
+
+class Aspect(str, Enum):
+    LANDSCAPE = "16:9"
+    PORTRAIT = "9:16"
+    SQUARE = "1:1"
+
+
+class CameraPreset(str, Enum):
+    DOWN_BACK = "down_back"
+    FORWARD_UP = "forward_up"
+    RIGHT_TURN_FORWARD = "right_turn_forward"
+    LEFT_TURN_FORWARD = "left_turn_forward"
+
+
+@dataclass(frozen=True)
+class Shot:
+    prompt: str
+    seconds: int
+
+
+@dataclass(frozen=True)
+class DynamicMask:
+    mask: Mask
+    # Points in input-image pixels, top-left origin (Kling's bottom-left origin is converted
+    # when the request is built), in order of travel.
+    trajectory: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    start_image: Image
+    shots: tuple[Shot, ...]  # a single prompt is one shot; their seconds add up to `seconds`
+    seconds: int
+    guidance: float = 0.5  # fal's cfg_scale, 0..1
+    negative_prompt: str | None = None
+    end_image: Image | None = None
+    aspect: Aspect | None = None  # None: follow the input image's orientation
+    camera: CameraPreset | None = None
+    static_mask: Mask | None = None
+    dynamic_masks: tuple[DynamicMask, ...] = ()
+    audio: bool = False
+    seed: int = 0
+
+    @property
+    def prompt(self) -> str:
+        return " ".join(s.prompt for s in self.shots if s.prompt)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine honours. A request using anything marked False is refused with 422."""
+
+    end_frame: bool = False
+    motion_brush: bool = False
+    camera: bool = False
+    multi_shot: bool = False
+    audio: bool = False
+    negative_prompt: bool = False
+    aspect_ratio: bool = True
+
+
+@dataclass
+class Audio:
+    samples: np.ndarray  # float32, shape (channels, n), -1..1
+    sample_rate: int
+
+
+@dataclass
+class Clip:
+    """What an engine returns: frames streamed into the encoder, never held all at once.
+
+    ``frames`` yields numpy arrays in ``pix_fmt``: ``"rgb24"`` arrays of shape (h, w, 3), or
+    ``"yuv420p"`` arrays of shape (h * 3 // 2, w) (I420 planes stacked, as PyAV expects).
+    """
+
+    fps: int
+    width: int
+    height: int
+    frame_count: int
+    frames: Iterator[np.ndarray]
+    pix_fmt: str = "rgb24"
+    audio: Audio | None = None
+    # Engine facts worth recording with the result (e.g. {"engine": "motion"}).
+    info: dict = field(default_factory=dict)
+
+
+class Cancelled(Exception):
+    """Raised by ``Progress.report`` once the job was cancelled; engines let it propagate."""
+
+
+class EngineError(Exception):
+    """A request the engine cannot serve, reported to the caller as a 422 with a fal error type.
+
+    ``loc`` names the input field (fal's field name when known, e.g. ``("body", "dynamic_masks", 0)``).
+    ``status`` is the HTTP status the result endpoint answers with: 422 for bad input, 500/503 for
+    failures that are not the caller's fault (e.g. ``error_type="out_of_memory"``).
+    """
+
+    def __init__(
+        self, message: str, error_type: str = "value_error", loc: tuple = ("body",), status: int = 422
+    ):
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type
+        self.loc = loc
+        self.status = status
+
+
+class Progress(Protocol):
+    def report(self, fraction: float, message: str | None = None) -> None:
+        """Record progress (0..1) and optionally a log line; raises ``Cancelled`` if cancelled."""
+
+    def log(self, message: str, level: str = "INFO") -> None:
+        """Add a log line without changing the progress figure."""
+
+    @property
+    def cancelled(self) -> bool: ...
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    def generate(self, request: GenerationRequest, progress: Progress) -> Clip: ...
+
+
+class NullProgress:
+    """Progress that records nothing and is never cancelled: for library and CLI use."""
+
+    cancelled = False
+
+    def report(self, fraction: float, message: str | None = None) -> None:
+        pass
+
+    def log(self, message: str, level: str = "INFO") -> None:
+        pass
