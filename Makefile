@@ -1,0 +1,50 @@
+# stillreel — `make serve` runs the server on the embedded default; `make test` runs the whole suite.
+# Both set everything up first, on a fresh machine from a clean clone.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+DATA   ?= .stillreel
+
+.PHONY: install install-test serve test system-deps postgres js-deps bench clean
+
+# The server and its CPU motion engine (no torch).
+install: $(VENV)/.base
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# Everything the tests need: the diffusion extra (torch==2.13.0, CPU) and the test tools.
+install-test: $(VENV)/.test
+$(VENV)/.test: pyproject.toml $(VENV)/.base
+	$(BIN)/pip install -q -e '.[test,diffusion]'
+	touch $@
+
+serve: install
+	$(BIN)/stillreel serve --host $(HOST) --port $(PORT) --data-dir $(DATA)
+
+# Debian packages the suite uses: ffmpeg (ffprobe, zoompan baseline), chromium (playground tests),
+# postgresql (the scale-out queue). Installed only when missing.
+system-deps:
+	@scripts/system-deps.sh
+
+postgres: system-deps
+	@scripts/postgres.sh
+
+js-deps:
+	cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+
+test: install-test system-deps postgres js-deps
+	STILLREEL_TEST_DATABASE_URL=$${STILLREEL_TEST_DATABASE_URL:-postgresql://stillreel:stillreel@127.0.0.1:5432/stillreel_test} \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: install-test system-deps
+	$(BIN)/python bench/api.py
+	$(BIN)/python bench/motion.py
+
+clean:
+	rm -rf $(VENV) $(DATA) .pytest_cache

@@ -1,0 +1,3 @@
+from stillreel.cli import main
+
+main()

@@ -1,0 +1,151 @@
+"""The ASGI app: fal's routes, storage, the playground, and (embedded mode) the workers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stillreel import __version__
+from stillreel.api import deps, openapi, playground, queue, storage
+from stillreel.api.proxy import ProxyMiddleware
+from stillreel.config import Settings
+from stillreel.endpoints.registry import ENDPOINTS
+from stillreel.engines import capabilities
+from stillreel.jobs.changes import Changes
+from stillreel.jobs.keys import Keys
+from stillreel.jobs.store import JobStore
+from stillreel.jobs.webhooks import Dispatcher, Signer
+from stillreel.jobs.worker import Worker
+from stillreel.storage import open_storage
+
+log = logging.getLogger("stillreel")
+
+
+class Services:
+    """Everything a server process runs beside the HTTP routes."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = JobStore(settings.db_url)
+        self.storage = open_storage(settings)
+        self.keys = Keys(self.store)
+        self.signer = Signer(self.store)
+        self.changes = Changes()
+        self.wake = threading.Event()
+        self.capabilities = {eid: capabilities(settings.engine_for(eid)) for eid in ENDPOINTS}
+        self.dispatcher = Dispatcher(self.store, self.signer, settings.webhook_backoff_s, settings.webhook_timeout_s)
+        self.workers = [
+            Worker(settings, self.store, self.storage, wake=self.wake, on_change=self.changes.notify)
+            for _ in range(settings.workers)
+        ]
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        for worker in self.workers:
+            self._spawn(worker.run, "stillreel-worker")
+        self._spawn(self.dispatcher.run, "stillreel-webhooks")
+        if not self.workers:  # workers elsewhere keep leases in order; still expire start deadlines here
+            self._spawn(self._maintain, "stillreel-maintenance")
+
+    def _spawn(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _maintain(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                if self.store.maintain(self.settings.max_attempts):
+                    self.changes.notify(None)
+            except Exception:
+                log.exception("maintenance failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        for worker in self.workers:
+            worker.stop()
+        self.dispatcher.stop()
+        for thread in self._threads:
+            thread.join(15)
+        self.store.close()
+
+
+def create_app(settings: Settings, *, run_services: bool = True) -> FastAPI:
+    services = Services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if run_services:
+            services.start()
+        yield
+        services.stop()
+
+    app = FastAPI(title="stillreel", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.services = services
+    app.state.settings = settings
+    app.state.store = services.store
+    app.state.storage = services.storage
+    app.state.keys = services.keys
+    app.state.changes = services.changes
+    app.state.wake = services.wake
+    app.state.capabilities = services.capabilities
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.get("/healthz")
+    def healthz():
+        return {"ok": True, "version": __version__, "workers": len(services.workers),
+                "queue": services.store.counts()}
+
+    @app.get("/.well-known/jwks.json")
+    def jwks():
+        return services.signer.jwks()
+
+    app.include_router(storage.router)
+    app.include_router(openapi.router)
+    app.include_router(queue.router)
+    app.include_router(playground.router)
+
+    # fal's run host and the queue routes without the /queue prefix share the root; registered
+    # last so that every named route above wins.
+    @app.get("/{path:path}")
+    async def request_get(path: str, request: Request):
+        if queue.split_request_path(path) is None:
+            raise HTTPException(404, "Not Found")
+        return await queue.request_get(path, request, deps.caller(request))
+
+    @app.put("/{path:path}")
+    async def request_put(path: str, request: Request):
+        if queue.split_request_path(path) is None:
+            raise HTTPException(404, "Not Found")
+        return await queue.request_cancel(path, request, deps.caller(request))
+
+    @app.post("/{endpoint_id:path}")
+    async def run(endpoint_id: str, request: Request, who: deps.Caller = Depends(deps.caller)):
+        if endpoint_id.endswith("/stream"):
+            raise HTTPException(404, "streaming runs are not offered by the Kling image-to-video endpoints")
+        return await queue.run_sync(endpoint_id, request, who)
+
+    app.add_middleware(ProxyMiddleware)
+    app.add_middleware(
+        CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
+        expose_headers=["x-fal-request-id", "x-fal-error-type", "Content-Range", "Accept-Ranges", "ETag"],
+        max_age=600,
+    )
+    return app

@@ -1,0 +1,68 @@
+"""What every router shares: the app's services and the caller's identity.
+
+The app keeps its services on ``app.state``: ``settings`` (``stillreel.config.Settings``),
+``store`` (``stillreel.jobs.store.JobStore``), ``storage`` (``stillreel.storage.Storage``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request
+
+from stillreel.config import Settings
+
+
+@dataclass(frozen=True)
+class Caller:
+    key_id: str | None  # None when auth is off
+
+
+def settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def base_url(request: Request) -> str:
+    """The server's public base URL, without a trailing slash.
+
+    ``--public-url`` wins; otherwise the request's own scheme and Host, so that URLs handed back
+    (status_url, file URLs) point where this caller reached the server.
+    """
+    configured = request.app.state.settings.public_url
+    if configured:
+        return configured.rstrip("/")
+    proto = request.headers.get("x-forwarded-proto") or request.url.scheme
+    host = request.headers.get("x-forwarded-host") or request.headers.get("host") or request.url.netloc
+    return f"{proto}://{host}"
+
+
+def caller(request: Request) -> Caller:
+    """FastAPI dependency: the authenticated caller, or 401 in fal's shape.
+
+    Accepts ``Authorization: Key KEY_ID:SECRET`` (fal's scheme) and ``Bearer`` tokens issued by
+    ``/storage/auth/token`` (fal's CDN uploads use those).
+    """
+    found = getattr(request.state, "caller", None)
+    if found is not None:
+        return found
+    if not request.app.state.settings.auth:
+        return Caller(None)
+    header = request.headers.get("authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    credentials = credentials.strip()
+    keys = request.app.state.keys
+    key_id = None
+    if scheme.lower() == "key" and credentials:
+        key_id = keys.verify(credentials)
+    elif scheme.lower() == "bearer" and credentials:
+        key_id = keys.verify_token(credentials)
+    if key_id is None:
+        raise HTTPException(
+            status_code=401,
+            detail="Missing or invalid API key: send 'Authorization: Key KEY_ID:SECRET'"
+            if not header
+            else "Invalid API key",
+            headers={"WWW-Authenticate": "Key"},
+        )
+    request.state.caller = Caller(key_id)
+    return request.state.caller

@@ -1,0 +1,251 @@
+"""fal's queue and sync-run routes: submit, status, status stream, result, cancel, run.
+
+Status, result and cancel live under the app (``/fal-ai/kling-video/requests/{id}``) and, as some
+fal documents show, under the full endpoint path too; both with and without the ``/queue`` prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from stillreel.api import deps
+from stillreel.api.inputs import plan_request
+from stillreel.endpoints.registry import find
+from stillreel.jobs.store import CANCELED, PRIORITIES, QUEUED, SUCCEEDED, Job, QueueFull
+
+router = APIRouter()
+KEEPALIVE_S = 15.0
+
+
+def _urls(base: str, job: Job) -> dict:
+    root = f"{base}/queue/{find(job.endpoint_id).app if find(job.endpoint_id) else job.endpoint_id}/requests/{job.id}"
+    return {"response_url": root, "status_url": f"{root}/status", "cancel_url": f"{root}/cancel"}
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _log_items(rows: list[dict]) -> list[dict]:
+    return [{"message": r["message"], "level": r["level"], "source": "USER", "timestamp": _iso(r["timestamp"])} for r in rows]
+
+
+def error_message(job: Job) -> str | None:
+    if job.error is None:
+        return None
+    detail = job.error.get("detail")
+    if isinstance(detail, list):
+        return "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail)
+    return str(detail)
+
+
+def status_body(store, job: Job, base: str, logs: list[dict] | None) -> dict:
+    """fal's status JSON. ``logs``: None to send ``"logs": null``, else the log rows to include."""
+    body = {"request_id": job.id, **_urls(base, job)}
+    if job.status == QUEUED:
+        body.update(status="IN_QUEUE", queue_position=store.position(job))
+        return body
+    items = _log_items(logs) if logs is not None else None
+    if not job.terminal:
+        body.update(status="IN_PROGRESS", logs=items, progress=round(job.progress * 100, 1))
+        return body
+    body.update(
+        status="COMPLETED",
+        logs=items,
+        metrics={"inference_time": job.inference_time} if job.inference_time is not None else {},
+        error=error_message(job),
+        error_type=job.error_type,
+        progress=100.0 if job.status == SUCCEEDED else round(job.progress * 100, 1),
+    )
+    return body
+
+
+def _wants_logs(request: Request) -> bool:
+    return request.query_params.get("logs", "0").lower() in ("1", "true", "yes")
+
+
+def find_job(request: Request, prefix: str, job_id: str, who: deps.Caller) -> Job:
+    job = request.app.state.store.get(job_id)
+    endpoint = find(job.endpoint_id) if job else None
+    known = job is not None and prefix.strip("/") in (job.endpoint_id, endpoint.app if endpoint else "")
+    if not known or (who.key_id is not None and job.key_id not in (None, who.key_id)):
+        raise HTTPException(404, "Request not found")
+    return job
+
+
+# -- submit and run ----------------------------------------------------------------------------
+
+
+async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync: bool) -> Job:
+    endpoint = find(endpoint_id)
+    if endpoint is None:
+        raise HTTPException(404, f"Unknown endpoint: {endpoint_id.strip('/')}")
+    app = request.app
+    plan, payload = await plan_request(request, endpoint)
+    headers = request.headers
+    # fal's sync path skips the queue; here it is the same queue, at the front.
+    wanted = "high" if sync else headers.get("x-fal-queue-priority", "normal").lower()
+    priority = PRIORITIES.get(wanted, PRIORITIES["normal"])
+    deadline = None
+    try:
+        timeout = float(headers.get("x-fal-request-timeout", "") or 0)
+        if timeout > 0:
+            deadline = time.time() + timeout
+    except ValueError:
+        pass
+    max_queue = request.query_params.get("fal_max_queue_length")
+    max_queue = int(max_queue) if max_queue and max_queue.isdigit() else app.state.settings.default_max_queue
+    try:
+        job = await run_in_threadpool(
+            app.state.store.enqueue,
+            endpoint_id=endpoint.id, input=payload, plan=plan.to_json(),
+            engine=app.state.settings.engine_for(endpoint.id).to_json(), base_url=deps.base_url(request),
+            priority=priority, key_id=who.key_id, webhook_url=None if sync else request.query_params.get("fal_webhook"),
+            start_deadline=deadline, max_queue=None if sync else max_queue,
+        )
+    except QueueFull as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "5", "X-Fal-Error-Type": "queue_full"}) from None
+    app.state.wake.set()
+    return job
+
+
+@router.post("/queue/{endpoint_id:path}")
+async def submit(endpoint_id: str, request: Request, who: deps.Caller = Depends(deps.caller)):
+    job = await _enqueue(request, endpoint_id, who, sync=False)
+    store = request.app.state.store
+    body = {"status": "IN_QUEUE", "request_id": job.id, "gateway_request_id": job.id,
+            **_urls(deps.base_url(request), job), "queue_position": await run_in_threadpool(store.position, job)}
+    return JSONResponse(body, headers={"x-fal-request-id": job.id})
+
+
+def result_response(job: Job) -> JSONResponse:
+    headers = {"x-fal-request-id": job.id}
+    if job.status == SUCCEEDED:
+        return JSONResponse(job.result, headers=headers)
+    if not job.terminal:
+        return JSONResponse({"detail": "Request is still in progress"}, status_code=400, headers=headers)
+    body = dict(job.error or {"detail": "failed"})
+    if job.error_type:
+        headers["x-fal-error-type"] = job.error_type
+        if not isinstance(body.get("detail"), list):
+            body["error_type"] = job.error_type
+    return JSONResponse(body, status_code=job.error_status or 500, headers=headers)
+
+
+async def run_sync(endpoint_id: str, request: Request, who: deps.Caller) -> JSONResponse:
+    """fal.run: the same queue at high priority, answered when the request ends."""
+    job = await _enqueue(request, endpoint_id, who, sync=True)
+    store = request.app.state.store
+    changed = request.app.state.changes
+    while not job.terminal:
+        await changed.wait(job.id, 0.5)
+        if await request.is_disconnected():
+            await run_in_threadpool(store.cancel, job.id)
+            return JSONResponse({"detail": "client disconnected"}, status_code=499)
+        job = await run_in_threadpool(store.get, job.id)
+    return result_response(job)
+
+
+# -- status, stream, result, cancel ------------------------------------------------------------
+
+
+def split_request_path(path: str) -> tuple[str, str, str] | None:
+    """``{prefix}/requests/{id}[/{tail}]`` → (prefix, id, tail)."""
+    parts = path.strip("/").split("/")
+    if "requests" not in parts:
+        return None
+    i = len(parts) - 1 - parts[::-1].index("requests")
+    if i == 0 or i + 1 >= len(parts):
+        return None
+    return "/".join(parts[:i]), parts[i + 1], "/".join(parts[i + 2 :])
+
+
+async def request_get(path: str, request: Request, who: deps.Caller):
+    split = split_request_path(path)
+    if split is None:
+        raise HTTPException(404, "Not Found")
+    prefix, job_id, tail = split
+    store = request.app.state.store
+    job = await run_in_threadpool(find_job, request, prefix, job_id, who)
+    if tail == "":
+        return result_response(job)
+    if tail == "status":
+        def build():
+            return status_body(store, job, deps.base_url(request),
+                               store.logs(job.id) if _wants_logs(request) and job.status != QUEUED else None)
+        body = await run_in_threadpool(build)
+        return JSONResponse(body, status_code=200 if job.terminal else 202, headers={"x-fal-request-id": job.id})
+    if tail == "status/stream":
+        return StreamingResponse(
+            _stream(request, job, _wants_logs(request)),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "x-fal-request-id": job.id},
+        )
+    raise HTTPException(404, "Not Found")
+
+
+async def _stream(request: Request, job: Job, with_logs: bool):
+    store = request.app.state.store
+    changes = request.app.state.changes
+    base = deps.base_url(request)
+    last_log = 0
+    last_sent = None
+    last_write = time.monotonic()
+    while True:
+        def snapshot(job_id=job.id, after=last_log):
+            current = store.get(job_id)
+            rows = store.logs(job_id, after) if with_logs and current.status != QUEUED else []
+            return current, rows, status_body(store, current, base, rows if with_logs else None)
+
+        job, rows, body = await run_in_threadpool(snapshot)
+        if rows:
+            last_log = rows[-1]["seq"]
+        key = {k: v for k, v in body.items() if k != "logs"}
+        if rows or key != last_sent:
+            last_sent = key
+            last_write = time.monotonic()
+            yield f"data: {json.dumps(body)}\n\n"
+        if job.terminal:
+            return
+        if time.monotonic() - last_write >= KEEPALIVE_S:
+            last_write = time.monotonic()
+            yield ": keep-alive\n\n"
+        if await request.is_disconnected():
+            return
+        await changes.wait(job.id, 0.25)
+
+
+async def request_cancel(path: str, request: Request, who: deps.Caller):
+    split = split_request_path(path)
+    if split is None or split[2] != "cancel":
+        raise HTTPException(404, "Not Found")
+    prefix, job_id, _ = split
+    store = request.app.state.store
+    try:
+        await run_in_threadpool(find_job, request, prefix, job_id, who)
+    except HTTPException:
+        return JSONResponse({"status": "NOT_FOUND", "detail": "Request not found"}, status_code=404)
+    outcome = await run_in_threadpool(store.cancel, job_id)
+    request.app.state.changes.notify(job_id)
+    code = {"CANCELLATION_REQUESTED": 202, "ALREADY_COMPLETED": 400, "NOT_FOUND": 404}[outcome]
+    job = await run_in_threadpool(store.get, job_id)
+    if job is not None and job.status == CANCELED:
+        request.app.state.wake.set()
+    return JSONResponse({"status": outcome}, status_code=code, headers={"x-fal-request-id": job_id})
+
+
+@router.get("/queue/{path:path}")
+async def queue_get(path: str, request: Request, who: deps.Caller = Depends(deps.caller)):
+    return await request_get(path, request, who)
+
+
+@router.put("/queue/{path:path}")
+async def queue_put(path: str, request: Request, who: deps.Caller = Depends(deps.caller)):
+    return await request_cancel(path, request, who)

@@ -1,0 +1,208 @@
+"""The ``stillreel`` command: serve, worker, keys, endpoints (and run/status/result/cancel)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from stillreel.config import Limits, Settings, load_config_file
+from stillreel.engines import EngineSpec
+
+app = typer.Typer(help="stillreel: fal's Kling image-to-video API on your own machine.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys (KEY_ID:SECRET, stored hashed).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console(stderr=True)
+
+DataDir = typer.Option(Path(".stillreel"), "--data-dir", envvar="STILLREEL_DATA_DIR", help="Folder for the SQLite database and stored files.")
+DatabaseUrl = typer.Option(None, "--database-url", envvar="STILLREEL_DATABASE_URL", help="postgresql://… for a shared queue (default: SQLite in --data-dir).")
+StorageUrl = typer.Option(None, "--storage-url", envvar="STILLREEL_STORAGE_URL", help="s3://bucket/prefix?endpoint=… (default: files in --data-dir).")
+Engine = typer.Option("motion", "--engine", envvar="STILLREEL_ENGINE", help="motion (CPU, no weights), diffusion, or package.module:Class.")
+Model = typer.Option(None, "--model", envvar="STILLREEL_MODEL", help="Diffusion model: a local folder or a hub id.")
+ConfigFile = typer.Option(None, "--config", help="stillreel.toml binding endpoints to engines and models.")
+
+
+def _settings(
+    data_dir: Path, database_url: str | None, storage_url: str | None, engine: str, model: str | None,
+    config: Path | None, **extra,
+) -> Settings:
+    options = {"model": model} if model else {}
+    spec = EngineSpec(engine, options)
+    bindings = {}
+    if config is not None:
+        if not config.exists():
+            raise typer.BadParameter(f"{config} does not exist", param_hint="--config")
+        default, bindings = load_config_file(config)
+        spec = default or spec
+    return Settings(data_dir=data_dir, database_url=database_url, storage_url=storage_url, engine=spec,
+                    bindings=bindings, **extra)
+
+
+def _logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False)])
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", envvar="STILLREEL_HOST"),
+    port: int = typer.Option(8000, envvar="STILLREEL_PORT"),
+    data_dir: Path = DataDir,
+    workers: int = typer.Option(1, "--workers", min=0, help="Workers in this process (0: the API only)."),
+    database_url: Optional[str] = DatabaseUrl,
+    storage_url: Optional[str] = StorageUrl,
+    public_url: Optional[str] = typer.Option(None, "--public-url", envvar="STILLREEL_PUBLIC_URL", help="Base URL clients reach this server at (default: each request's Host)."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Accept requests without a key (loopback hosts only)."),
+    engine: str = Engine,
+    model: Optional[str] = Model,
+    config: Optional[Path] = ConfigFile,
+    allow_private_urls: bool = typer.Option(False, "--allow-private-urls", help="Let inputs be fetched from loopback/private addresses."),
+    max_queue: Optional[int] = typer.Option(None, "--max-queue", help="Default fal_max_queue_length."),
+    lease_seconds: float = typer.Option(30.0, "--lease-seconds", help="How long a silent worker keeps a request."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+):
+    """Run the API (and workers) on one port: fal's run, queue, storage routes and the playground."""
+    import uvicorn
+
+    from stillreel.api.app import create_app
+
+    if no_auth and not _is_loopback(host):
+        console.print(f"[red]--no-auth is refused on {host}: anyone who reaches it could use it. Bind 127.0.0.1 or use keys.")
+        raise typer.Exit(2)
+    _logging(verbose)
+    settings = _settings(
+        data_dir, database_url, storage_url, engine, model, config, host=host, port=port,
+        public_url=public_url, auth=not no_auth, workers=workers, default_max_queue=max_queue,
+        limits=Limits(allow_private_urls=allow_private_urls), lease_s=lease_seconds,
+    )
+    try:
+        app_ = create_app(settings)
+    except Exception as exc:
+        console.print(f"[red]cannot start: {exc}")
+        raise typer.Exit(1) from None
+    keys = app_.state.keys
+    if settings.auth and keys.count_active() == 0:
+        key = keys.create("first key")
+        console.print("[bold]A new API key was created for this data folder. It is shown once; keep it:")
+        print(key, flush=True)
+    url = public_url or f"http://{host}:{port}"
+    console.print(f"stillreel {'(no auth) ' if no_auth else ''}on {url} · engine: {settings.engine.name} · "
+                  f"data: {data_dir} · playground: {url}/")
+    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+@app.command()
+def worker(
+    data_dir: Path = DataDir,
+    database_url: Optional[str] = DatabaseUrl,
+    storage_url: Optional[str] = StorageUrl,
+    engine: str = Engine,
+    model: Optional[str] = Model,
+    config: Optional[Path] = ConfigFile,
+    workers: int = typer.Option(1, "--workers", min=1, help="Workers in this process (one per GPU)."),
+    endpoint: list[str] = typer.Option([], "--endpoint", help="Only take requests for these endpoint ids."),
+    allow_private_urls: bool = typer.Option(False, "--allow-private-urls"),
+    lease_seconds: float = typer.Option(30.0, "--lease-seconds"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+):
+    """Run workers alone, against a shared database and storage (scale-out)."""
+    from stillreel.jobs.store import JobStore
+    from stillreel.jobs.worker import Worker
+    from stillreel.storage import open_storage
+
+    _logging(verbose)
+    settings = _settings(data_dir, database_url, storage_url, engine, model, config, workers=workers,
+                         limits=Limits(allow_private_urls=allow_private_urls), lease_s=lease_seconds)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore(settings.db_url)
+    storage = open_storage(settings)
+    pool = [Worker(settings, store, storage, endpoints=endpoint or None) for _ in range(workers)]
+    threads = [threading.Thread(target=w.run, name=f"worker-{i}") for i, w in enumerate(pool)]
+
+    def stop(*_):
+        for w in pool:
+            w.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for t in threads:
+        t.start()
+    console.print(f"{workers} worker(s) on {settings.db_url.split('@')[-1]} · engine: {settings.engine.name}")
+    for t in threads:
+        while t.is_alive():
+            t.join(0.5)
+
+
+def _keys(data_dir: Path, database_url: str | None):
+    from stillreel.jobs.keys import Keys
+    from stillreel.jobs.store import JobStore
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return Keys(JobStore(Settings(data_dir=data_dir, database_url=database_url).db_url))
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Optional[str] = typer.Option(None, "--name"), data_dir: Path = DataDir, database_url: Optional[str] = DatabaseUrl
+):
+    """Create a key; the key is the last line of the output (shown once)."""
+    key = _keys(data_dir, database_url).create(name)
+    console.print("New API key (shown once):")
+    print(key, flush=True)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: Path = DataDir, database_url: Optional[str] = DatabaseUrl):
+    """List keys (ids only; secrets are never stored)."""
+    import datetime as dt
+
+    table = Table("key id", "name", "created", "revoked")
+    for k in _keys(data_dir, database_url).list():
+        fmt = lambda t: dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M") if t else ""  # noqa: E731
+        table.add_row(k.key_id, k.name or "", fmt(k.created_at), fmt(k.revoked_at))
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: Path = DataDir, database_url: Optional[str] = DatabaseUrl):
+    """Revoke a key by its id (the part before the colon)."""
+    if not _keys(data_dir, database_url).revoke(key_id.split(":")[0]):
+        console.print(f"[red]no active key {key_id}")
+        raise typer.Exit(1)
+    console.print(f"revoked {key_id}")
+
+
+@app.command()
+def endpoints():
+    """List the endpoint ids this server offers."""
+    from stillreel.endpoints.registry import ENDPOINTS
+
+    for endpoint_id in ENDPOINTS:
+        print(endpoint_id)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""API keys (``KEY_ID:SECRET``, stored hashed) and the short-lived upload tokens fal's CDN uses.
+
+Secrets are random 32-byte values, so one SHA-256 is a sound hash (no password stretching needed);
+comparison is constant-time. Upload tokens are HMAC-signed ``key_id.expiry`` strings, signed with a
+server secret kept in the database so that every API replica accepts every other's tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from stillreel.jobs.store import JobStore, api_keys, server_secrets
+
+TOKEN_LIFETIME_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key_id: str
+    name: str | None
+    created_at: float
+    revoked_at: float | None
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def server_secret(store: JobStore, name: str) -> bytes:
+    """A random secret shared by every process using this database, created on first use."""
+    t = server_secrets.c
+    with store.read() as conn:
+        value = conn.execute(sa.select(t.value).where(t.name == name)).scalar()
+    if value is None:
+        with store.write() as conn:
+            value = conn.execute(sa.select(t.value).where(t.name == name)).scalar()
+            if value is None:
+                value = secrets.token_hex(32)
+                conn.execute(server_secrets.insert().values(name=name, value=value))
+    return bytes.fromhex(value) if len(value) == 64 else value.encode()
+
+
+def put_server_secret(store: JobStore, name: str, value: str) -> None:
+    with store.write() as conn:
+        conn.execute(server_secrets.delete().where(server_secrets.c.name == name))
+        conn.execute(server_secrets.insert().values(name=name, value=value))
+
+
+def get_server_secret(store: JobStore, name: str) -> str | None:
+    with store.read() as conn:
+        return conn.execute(sa.select(server_secrets.c.value).where(server_secrets.c.name == name)).scalar()
+
+
+class Keys:
+    def __init__(self, store: JobStore):
+        self.store = store
+        self._token_secret: bytes | None = None
+        self._cache: dict[str, tuple[float, str | None]] = {}
+
+    # -- management --------------------------------------------------------------------------
+
+    def create(self, name: str | None = None) -> str:
+        key_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        with self.store.write() as conn:
+            conn.execute(api_keys.insert().values(
+                key_id=key_id, secret_hash=_hash(secret), name=name, created_at=time.time()
+            ))
+        return f"{key_id}:{secret}"
+
+    def list(self) -> list[KeyInfo]:
+        with self.store.read() as conn:
+            rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at)).mappings()
+            return [KeyInfo(r["key_id"], r["name"], r["created_at"], r["revoked_at"]) for r in rows]
+
+    def revoke(self, key_id: str) -> bool:
+        with self.store.write() as conn:
+            n = conn.execute(
+                api_keys.update()
+                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            ).rowcount
+        self._cache.clear()
+        return n == 1
+
+    def count_active(self) -> int:
+        with self.store.read() as conn:
+            return conn.execute(
+                sa.select(sa.func.count()).select_from(api_keys).where(api_keys.c.revoked_at.is_(None))
+            ).scalar_one()
+
+    # -- verification ------------------------------------------------------------------------
+
+    def verify(self, credentials: str) -> str | None:
+        """The key id for valid ``KEY_ID:SECRET`` credentials, else None."""
+        key_id, sep, secret = credentials.partition(":")
+        if not sep or not key_id or not secret:
+            return None
+        digest = _hash(secret)
+        # Status polls arrive at 10 Hz per client: remember recent answers for a few seconds
+        # (a revoked key stops working within that time on other replicas, at once on this one).
+        cached = self._cache.get(credentials)
+        now = time.monotonic()
+        if cached and cached[0] > now:
+            return cached[1]
+        with self.store.read() as conn:
+            row = conn.execute(
+                sa.select(api_keys.c.secret_hash).where(
+                    api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None)
+                )
+            ).first()
+        ok = row is not None and hmac.compare_digest(row[0], digest)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[credentials] = (now + 5.0, key_id if ok else None)
+        return key_id if ok else None
+
+    def _secret(self) -> bytes:
+        if self._token_secret is None:
+            self._token_secret = server_secret(self.store, "upload_token")
+        return self._token_secret
+
+    def issue_token(self, key_id: str | None) -> tuple[str, dt.datetime]:
+        expires = int(time.time()) + TOKEN_LIFETIME_S
+        payload = f"{key_id or '-'}.{expires}"
+        sig = hmac.new(self._secret(), payload.encode(), hashlib.sha256).digest()
+        token = f"{payload}.{base64.urlsafe_b64encode(sig).decode().rstrip('=')}"
+        return token, dt.datetime.fromtimestamp(expires, dt.timezone.utc)
+
+    def verify_token(self, token: str) -> str | None:
+        try:
+            key_id, expires, sig = token.split(".")
+            expected = hmac.new(self._secret(), f"{key_id}.{expires}".encode(), hashlib.sha256).digest()
+            given = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+        except ValueError:
+            return None
+        if not hmac.compare_digest(expected, given) or int(expires) < time.time():
+            return None
+        # "-" tokens come from a server running without auth; they grant nothing once auth is on.
+        if key_id == "-" or not self._active(key_id):
+            return None
+        return key_id
+
+    def _active(self, key_id: str) -> bool:
+        with self.store.read() as conn:
+            return conn.execute(
+                sa.select(api_keys.c.key_id).where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+            ).first() is not None

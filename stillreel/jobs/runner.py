@@ -1,0 +1,117 @@
+"""The generation child process: loads engines once, renders one job at a time.
+
+It is a separate process so that the worker can kill a generation that ignores a cancel, hangs, or
+crashes (a segfault, CUDA gone bad) without dying itself, then start a fresh runner. Messages on the
+pipe, child → parent:
+
+    ("ready",)                                   engines loaded
+    ("progress", fraction, message | None, level) a progress figure, maybe with a log line
+    ("done", info)                               the MP4 is at the path the parent asked for
+    ("failed", status, detail, error_type)       the request failed (fal's status, body and type)
+    ("cancelled",)                               stopped at the engine's next step
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+
+from stillreel.config import Settings
+from stillreel.endpoints.registry import Plan
+from stillreel.engines import EngineSpec, create
+from stillreel.engines.base import Cancelled, Engine, EngineError, Progress
+
+log = logging.getLogger("stillreel.runner")
+
+
+def render(plan: Plan, engine: Engine, fetcher, out_path: Path, progress: Progress) -> dict:
+    """Fetch and decode the plan's inputs, generate, and encode the MP4 at ``out_path``."""
+    from stillreel.media.encode import encode
+    from stillreel.media.inputs import resolve
+
+    progress.report(0.0, "fetching inputs")
+    request = resolve(plan, fetcher)
+    progress.report(0.0, f"generating {request.seconds} s with the {engine.name} engine")
+    clip = engine.generate(request, progress)
+    facts = encode(clip, out_path)
+    return {**(clip.info or {}), "width": clip.width, "height": clip.height, "fps": clip.fps,
+            "frames": clip.frame_count, **({"encode": facts} if isinstance(facts, dict) else {})}
+
+
+class _PipeProgress:
+    """Progress that forwards to the parent, throttled, and notices cancellation."""
+
+    def __init__(self, conn, cancel_event):
+        self.conn = conn
+        self.cancel_event = cancel_event
+        self._last = 0.0
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def report(self, fraction: float, message: str | None = None) -> None:
+        if self.cancel_event.is_set():
+            raise Cancelled()
+        now = time.monotonic()
+        if message is not None or now - self._last >= 0.1 or fraction >= 1.0:
+            self._last = now
+            self.conn.send(("progress", float(fraction), message, "INFO"))
+
+    def log(self, message: str, level: str = "INFO") -> None:
+        self.conn.send(("progress", None, message, level))
+
+
+def child_main(conn, cancel_event, settings: Settings) -> None:
+    from stillreel.media.inputs import Fetcher
+    from stillreel.storage import open_storage
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
+    storage = open_storage(settings)
+    fetcher = Fetcher(storage, settings.limits)
+    engines: dict[str, Engine] = {}
+    load_errors: dict[str, str] = {}
+
+    def engine_for(spec: EngineSpec) -> Engine:
+        key = repr(spec.to_json())
+        if key not in engines:
+            engines[key] = create(spec)
+        return engines[key]
+
+    for spec in settings.engine_specs():  # load weights at start, not on the first request
+        try:
+            engine_for(spec)
+        except Exception as exc:  # reported on each job that needs it
+            load_errors[repr(spec.to_json())] = f"{type(exc).__name__}: {exc}"
+            log.exception("could not load engine %s", spec.name)
+    conn.send(("ready",))
+
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg[0] == "stop":
+            return
+        _, plan_json, spec_json, out_path = msg
+        progress = _PipeProgress(conn, cancel_event)
+        try:
+            spec = EngineSpec.from_json(spec_json)
+            key = repr(spec.to_json())
+            if key in load_errors and key not in engines:
+                raise EngineError(f"the {spec.name} engine could not be loaded: {load_errors[key]}",
+                                  "engine_unavailable", status=503)
+            info = render(Plan.from_json(plan_json), engine_for(spec), fetcher, Path(out_path), progress)
+            conn.send(("done", info))
+        except Cancelled:
+            conn.send(("cancelled",))
+        except EngineError as exc:
+            detail = exc.message if exc.status >= 500 else [
+                {"loc": list(exc.loc), "msg": exc.message, "type": exc.error_type}
+            ]
+            conn.send(("failed", exc.status, detail, exc.error_type))
+        except Exception as exc:
+            log.error("generation failed:\n%s", traceback.format_exc())
+            conn.send(("failed", 500, f"generation failed: {type(exc).__name__}: {exc}", "internal_server_error"))

@@ -1,0 +1,517 @@
+"""The durable job store: one ``requests`` table is both the API's record and the queue.
+
+SQLAlchemy Core, one code path for SQLite (the embedded default, WAL) and PostgreSQL (scale-out,
+``FOR UPDATE SKIP LOCKED``; SQLAlchemy drops that clause on SQLite, whose single writer keeps the
+claim atomic). Invariants:
+
+- terminal states (SUCCEEDED, FAILED, CANCELED, TIMED_OUT) are final: every write checks the state;
+- every worker write is fenced by (worker_id, attempts), so a worker whose lease was taken over
+  cannot overwrite the new owner's work;
+- the webhook outbox row is written in the same transaction as the terminal state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+QUEUED, RUNNING, CANCELING = "QUEUED", "RUNNING", "CANCELING"
+SUCCEEDED, FAILED, CANCELED, TIMED_OUT = "SUCCEEDED", "FAILED", "CANCELED", "TIMED_OUT"
+TERMINAL = (SUCCEEDED, FAILED, CANCELED, TIMED_OUT)
+ACTIVE = (RUNNING, CANCELING)
+PRIORITIES = {"low": 0, "normal": 1, "high": 2}
+
+metadata = sa.MetaData()
+
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(36), nullable=False, unique=True),
+    sa.Column("endpoint_id", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, default=1),
+    sa.Column("input", sa.JSON, nullable=False),
+    sa.Column("plan", sa.JSON, nullable=False),
+    sa.Column("engine", sa.JSON, nullable=False),
+    sa.Column("base_url", sa.String(500), nullable=False),
+    sa.Column("key_id", sa.String(64)),
+    sa.Column("webhook_url", sa.Text),
+    sa.Column("start_deadline", sa.Float),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("progress", sa.Float, nullable=False, default=0.0),
+    sa.Column("result", sa.JSON),
+    sa.Column("error", sa.JSON),  # fal's body for the result endpoint: {"detail": ...}
+    sa.Column("error_type", sa.String(64)),
+    sa.Column("error_status", sa.Integer),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("inference_time", sa.Float),
+    sa.Index("ix_requests_queue", "status", "priority", "seq"),
+    sa.Index("ix_requests_key", "key_id", "seq"),
+)
+
+request_logs = sa.Table(
+    "request_logs",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(36), nullable=False, index=True),
+    sa.Column("timestamp", sa.Float, nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+)
+
+webhook_outbox = sa.Table(
+    "webhook_outbox",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(36), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, default="pending"),  # pending|delivered|failed
+    sa.Column("last_error", sa.Text),
+    sa.Column("delivered_at", sa.Float),
+    sa.Index("ix_outbox_due", "state", "next_attempt_at"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("secret_hash", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(200)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float),
+)
+
+server_secrets = sa.Table(
+    "server_secrets",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    seq: int
+    id: str
+    endpoint_id: str
+    status: str
+    priority: int
+    input: dict
+    plan: dict
+    engine: dict
+    base_url: str
+    key_id: str | None
+    webhook_url: str | None
+    start_deadline: float | None
+    attempts: int
+    worker_id: str | None
+    lease_until: float | None
+    progress: float
+    result: dict | None
+    error: dict | None
+    error_type: str | None
+    error_status: int | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    inference_time: float | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How a request ended badly: the status and body its result endpoint answers with."""
+
+    status: int
+    detail: object  # a list of {"loc","msg","type"} (validation) or a string
+    error_type: str
+
+    @property
+    def message(self) -> str:
+        if isinstance(self.detail, list) and self.detail:
+            return "; ".join(str(d.get("msg", d)) for d in self.detail)
+        return str(self.detail)
+
+
+class QueueFull(Exception):
+    def __init__(self, length: int):
+        super().__init__(f"the queue is full ({length} requests waiting)")
+        self.length = length
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+        # pysqlite's own transaction handling defers BEGIN; take the write lock up front so that
+        # read-then-write transactions never deadlock on lock upgrades.
+        @event.listens_for(engine, "connect")
+        def _no_autobegin(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+
+        return engine
+    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class JobStore:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self.sqlite = url.startswith("sqlite")
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- transactions ------------------------------------------------------------------------
+
+    def write(self):
+        """A transaction that will write (SQLite: BEGIN IMMEDIATE)."""
+        conn = self.engine.connect()
+        conn.info["write"] = True
+        return _Tx(conn)
+
+    def read(self):
+        conn = self.engine.connect()
+        conn.info["write"] = False
+        return _Tx(conn)
+
+    # -- submit / read -----------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        *,
+        endpoint_id: str,
+        input: dict,
+        plan: dict,
+        engine: dict,
+        base_url: str,
+        priority: int = 1,
+        key_id: str | None = None,
+        webhook_url: str | None = None,
+        start_deadline: float | None = None,
+        max_queue: int | None = None,
+    ) -> Job:
+        job_id = str(uuid.uuid4())
+        now = time.time()
+        with self.write() as conn:
+            if max_queue is not None:
+                waiting = conn.execute(
+                    sa.select(sa.func.count()).select_from(requests).where(requests.c.status == QUEUED)
+                ).scalar_one()
+                if waiting >= max_queue:
+                    raise QueueFull(waiting)
+            conn.execute(
+                requests.insert().values(
+                    id=job_id, endpoint_id=endpoint_id, status=QUEUED, priority=priority, input=input,
+                    plan=plan, engine=engine, base_url=base_url, key_id=key_id, webhook_url=webhook_url,
+                    start_deadline=start_deadline, attempts=0, progress=0.0, created_at=now,
+                )
+            )
+            return self._get(conn, job_id)
+
+    def _get(self, conn, job_id: str) -> Job | None:
+        row = conn.execute(sa.select(requests).where(requests.c.id == job_id)).mappings().first()
+        return Job(**row) if row else None
+
+    def get(self, job_id: str) -> Job | None:
+        with self.read() as conn:
+            return self._get(conn, job_id)
+
+    def position(self, job: Job) -> int:
+        """Rows ahead of ``job`` in the queue: higher priority first, then submit order."""
+        r = requests.c
+        with self.read() as conn:
+            return conn.execute(
+                sa.select(sa.func.count()).select_from(requests).where(
+                    r.status == QUEUED,
+                    sa.or_(r.priority > job.priority, sa.and_(r.priority == job.priority, r.seq < job.seq)),
+                )
+            ).scalar_one()
+
+    def logs(self, job_id: str, after: int = 0) -> list[dict]:
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(request_logs)
+                .where(request_logs.c.request_id == job_id, request_logs.c.seq > after)
+                .order_by(request_logs.c.seq)
+            ).mappings()
+            return [dict(r) for r in rows]
+
+    def history(self, key_id: str | None, limit: int = 20) -> list[Job]:
+        with self.read() as conn:
+            q = sa.select(requests).order_by(requests.c.seq.desc()).limit(limit)
+            if key_id is not None:
+                q = q.where(requests.c.key_id == key_id)
+            return [Job(**row) for row in conn.execute(q).mappings()]
+
+    def counts(self) -> dict[str, int]:
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(requests.c.status, sa.func.count()).group_by(requests.c.status)
+            ).all()
+            return {status: n for status, n in rows}
+
+    # -- worker side -------------------------------------------------------------------------
+
+    def claim(self, worker_id: str, lease_s: float, endpoints: list[str] | None = None) -> Job | None:
+        r = requests.c
+        now = time.time()
+        pick = sa.select(r.seq).where(r.status == QUEUED)
+        if endpoints:
+            pick = pick.where(r.endpoint_id.in_(endpoints))
+        pick = pick.order_by(r.priority.desc(), r.seq).limit(1).with_for_update(skip_locked=True)
+        with self.write() as conn:
+            row = conn.execute(
+                requests.update()
+                .where(r.seq == pick.scalar_subquery(), r.status == QUEUED)
+                .values(
+                    status=RUNNING, worker_id=worker_id, attempts=r.attempts + 1,
+                    lease_until=now + lease_s, started_at=now, progress=0.0,
+                )
+                .returning(r.id)
+            ).first()
+            return self._get(conn, row[0]) if row else None
+
+    def _fence(self, job: Job):
+        r = requests.c
+        return sa.and_(
+            r.id == job.id, r.worker_id == job.worker_id, r.attempts == job.attempts, r.status.in_(ACTIVE)
+        )
+
+    def heartbeat(
+        self, job: Job, lease_s: float, progress: float | None = None, logs: list[tuple[float, str, str]] = ()
+    ) -> str | None:
+        """Extend the lease and flush progress and logs; returns the job's status, or None when
+        the lease was lost (another worker owns the job now, or it ended)."""
+        values = {"lease_until": time.time() + lease_s}
+        if progress is not None:
+            values["progress"] = progress
+        with self.write() as conn:
+            row = conn.execute(
+                requests.update().where(self._fence(job)).values(**values).returning(requests.c.status)
+            ).first()
+            if row is None:
+                return None
+            if logs:
+                conn.execute(
+                    request_logs.insert(),
+                    [{"request_id": job.id, "timestamp": t, "level": lvl, "message": m} for t, lvl, m in logs],
+                )
+            return row[0]
+
+    def finish(
+        self,
+        job: Job,
+        *,
+        result: dict | None = None,
+        failure: Failure | None = None,
+        canceled: bool = False,
+        logs: list[tuple[float, str, str]] = (),
+    ) -> bool:
+        """Record the outcome of the worker's attempt (fenced). False: the attempt no longer owns it."""
+        now = time.time()
+        if canceled:
+            status, failure = CANCELED, failure or cancelled_failure()
+        else:
+            status = FAILED if failure else SUCCEEDED
+        values = dict(
+            status=status, finished_at=now, lease_until=None,
+            inference_time=now - job.started_at if job.started_at else None,
+        )
+        if status == SUCCEEDED:
+            values.update(result=result, progress=1.0)
+        else:
+            values.update(error={"detail": failure.detail}, error_type=failure.error_type,
+                          error_status=failure.status)
+        with self.write() as conn:
+            done = conn.execute(requests.update().where(self._fence(job)).values(**values)).rowcount == 1
+            if done:
+                if logs:
+                    conn.execute(
+                        request_logs.insert(),
+                        [{"request_id": job.id, "timestamp": t, "level": lvl, "message": m} for t, lvl, m in logs],
+                    )
+                self._outbox(conn, job.id)
+            return done
+
+    # -- cancel, deadlines, leases -----------------------------------------------------------
+
+    def cancel(self, job_id: str) -> str:
+        """fal's answers: CANCELLATION_REQUESTED, ALREADY_COMPLETED or NOT_FOUND."""
+        r = requests.c
+        now = time.time()
+        with self.write() as conn:
+            job = self._get(conn, job_id)
+            if job is None:
+                return "NOT_FOUND"
+            if job.terminal:
+                return "ALREADY_COMPLETED"
+            if job.status == QUEUED:
+                f = cancelled_failure()
+                n = conn.execute(
+                    requests.update().where(r.id == job_id, r.status == QUEUED).values(
+                        status=CANCELED, finished_at=now, error={"detail": f.detail},
+                        error_type=f.error_type, error_status=f.status,
+                    )
+                ).rowcount
+                if n:
+                    self._outbox(conn, job_id)
+                    return "CANCELLATION_REQUESTED"
+                job = self._get(conn, job_id)  # claimed meanwhile: cancel the running job below
+            if job.status == RUNNING:
+                conn.execute(requests.update().where(r.id == job_id, r.status == RUNNING).values(status=CANCELING))
+            return "CANCELLATION_REQUESTED"
+
+    def maintain(self, max_attempts: int) -> int:
+        """Expire start deadlines, re-queue jobs whose worker vanished (lease expired), and fail
+        those that lost their worker ``max_attempts`` times. Safe to run anywhere, any time."""
+        r = requests.c
+        now = time.time()
+        changed = 0
+        with self.write() as conn:
+            expired = conn.execute(
+                sa.select(r.id).where(r.status == QUEUED, r.start_deadline.is_not(None), r.start_deadline < now)
+            ).scalars().all()
+            for job_id in expired:
+                changed += conn.execute(
+                    requests.update().where(r.id == job_id, r.status == QUEUED).values(
+                        status=TIMED_OUT, finished_at=now, error_type="request_timeout", error_status=504,
+                        error={"detail": "The request did not start before its X-Fal-Request-Timeout deadline"},
+                    )
+                ).rowcount
+                self._outbox(conn, job_id)
+            lost = conn.execute(
+                sa.select(r.id, r.status, r.attempts).where(r.status.in_(ACTIVE), r.lease_until < now)
+            ).all()
+            for job_id, status, attempts in lost:
+                fence = sa.and_(r.id == job_id, r.attempts == attempts, r.status == status)
+                if status == CANCELING:
+                    f = cancelled_failure()
+                    values = dict(status=CANCELED, error={"detail": f.detail}, error_type=f.error_type,
+                                  error_status=f.status, finished_at=now)
+                elif attempts >= max_attempts:
+                    values = dict(
+                        status=FAILED, finished_at=now, error_type="runner_disconnected", error_status=503,
+                        error={"detail": f"The worker running this request stopped {attempts} times"},
+                    )
+                else:
+                    values = dict(status=QUEUED, worker_id=None, lease_until=None, progress=0.0)
+                if conn.execute(requests.update().where(fence).values(**values)).rowcount:
+                    changed += 1
+                    conn.execute(request_logs.insert().values(
+                        request_id=job_id, timestamp=now, level="WARN",
+                        message="the worker stopped answering; "
+                        + ("request re-queued" if values["status"] == QUEUED else "request ended"),
+                    ))
+                    if values["status"] != QUEUED:
+                        self._outbox(conn, job_id)
+        return changed
+
+    # -- webhook outbox ----------------------------------------------------------------------
+
+    def _outbox(self, conn, job_id: str) -> None:
+        job = self._get(conn, job_id)
+        if not job.webhook_url:
+            return
+        conn.execute(webhook_outbox.insert().values(
+            request_id=job.id, url=job.webhook_url, body=json.dumps(webhook_body(job)),
+            attempts=0, next_attempt_at=time.time(), state="pending",
+        ))
+
+    def outbox_claim(self, limit: int = 10, hold_s: float = 60.0) -> list[dict]:
+        """Take due deliveries; each is held for ``hold_s`` so that one dispatcher sends it."""
+        o = webhook_outbox.c
+        now = time.time()
+        with self.write() as conn:
+            pick = (
+                sa.select(o.seq).where(o.state == "pending", o.next_attempt_at <= now)
+                .order_by(o.next_attempt_at).limit(limit).with_for_update(skip_locked=True)
+            )
+            seqs = conn.execute(pick).scalars().all()
+            if not seqs:
+                return []
+            conn.execute(webhook_outbox.update().where(o.seq.in_(seqs)).values(next_attempt_at=now + hold_s))
+            return [dict(r) for r in conn.execute(sa.select(webhook_outbox).where(o.seq.in_(seqs))).mappings()]
+
+    def outbox_done(self, seq: int, *, ok: bool, error: str | None, retry_at: float | None) -> None:
+        o = webhook_outbox.c
+        values = {"attempts": o.attempts + 1, "last_error": error}
+        if ok:
+            values.update(state="delivered", delivered_at=time.time())
+        elif retry_at is None:
+            values.update(state="failed")
+        else:
+            values.update(next_attempt_at=retry_at)
+        with self.write() as conn:
+            conn.execute(webhook_outbox.update().where(o.seq == seq).values(**values))
+
+    def outbox(self, request_id: str) -> list[dict]:
+        with self.read() as conn:
+            q = sa.select(webhook_outbox).where(webhook_outbox.c.request_id == request_id)
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+
+class _Tx:
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __enter__(self):
+        self.tx = self.conn.begin()
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self.tx.commit()
+            else:
+                self.tx.rollback()
+        finally:
+            self.conn.close()
+
+
+def cancelled_failure() -> Failure:
+    return Failure(400, "The request was cancelled", "request_cancelled")
+
+
+def webhook_body(job: Job) -> dict:
+    body = {"request_id": job.id, "gateway_request_id": job.id}
+    if job.status == SUCCEEDED:
+        body.update(status="OK", payload=job.result)
+    else:
+        body.update(
+            status="ERROR",
+            error=f"Invalid status code: {job.error_status}",
+            error_type=job.error_type,
+            payload=job.error,
+        )
+    return body

@@ -1,0 +1,42 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# Test helpers (live_server, engines, videocheck, …) import as top-level modules.
+sys.path.insert(0, str(Path(__file__).parent))
+# The test engine is loaded by name inside spawned runner processes, which need tests/ importable.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+
+PG_URL = os.environ.get("STILLREEL_TEST_DATABASE_URL")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "postgres" in getattr(item, "fixturenames", ()) or item.get_closest_marker("postgres"):
+            if not PG_URL:
+                item.add_marker(pytest.mark.skip(reason="STILLREEL_TEST_DATABASE_URL is not set (make test sets it)"))
+
+
+@pytest.fixture
+def postgres():
+    """A PostgreSQL URL with an empty stillreel schema (the tables are dropped first)."""
+    from stillreel.config import Settings
+    from stillreel.jobs.store import make_engine, metadata
+
+    url = Settings(database_url=PG_URL).db_url
+    engine = make_engine(url)
+    metadata.drop_all(engine)
+    engine.dispose()
+    return PG_URL
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path):
+    """Each job-store and API test runs on both databases: SQLite (embedded) and PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jobs.db'}"
+    if not PG_URL:
+        pytest.skip("STILLREEL_TEST_DATABASE_URL is not set (make test sets it)")
+    return request.getfixturevalue("postgres")
