@@ -53,6 +53,13 @@ def _logging(verbose: bool) -> None:
                         handlers=[RichHandler(console=console, show_path=False)])
 
 
+def _delays(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise typer.BadParameter("expected numbers separated by commas", param_hint="--webhook-backoff") from None
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -78,6 +85,8 @@ def serve(
     allow_private_urls: bool = typer.Option(False, "--allow-private-urls", help="Let inputs be fetched from loopback/private addresses."),
     max_queue: Optional[int] = typer.Option(None, "--max-queue", help="Default fal_max_queue_length."),
     lease_seconds: float = typer.Option(30.0, "--lease-seconds", help="How long a silent worker keeps a request."),
+    cancel_grace: float = typer.Option(10.0, "--cancel-grace", help="Seconds a cancelled generation gets to stop before it is killed."),
+    webhook_backoff: Optional[str] = typer.Option(None, "--webhook-backoff", help="Comma-separated retry delays in seconds (default: 10 attempts over ~2 h)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ):
     """Run the API (and workers) on one port: fal's run, queue, storage routes and the playground."""
@@ -92,7 +101,8 @@ def serve(
     settings = _settings(
         data_dir, database_url, storage_url, engine, model, config, host=host, port=port,
         public_url=public_url, auth=not no_auth, workers=workers, default_max_queue=max_queue,
-        limits=Limits(allow_private_urls=allow_private_urls), lease_s=lease_seconds,
+        limits=Limits(allow_private_urls=allow_private_urls), lease_s=lease_seconds, cancel_grace_s=cancel_grace,
+        **({"webhook_backoff_s": _delays(webhook_backoff)} if webhook_backoff else {}),
     )
     try:
         app_ = create_app(settings)
@@ -122,6 +132,7 @@ def worker(
     endpoint: list[str] = typer.Option([], "--endpoint", help="Only take requests for these endpoint ids."),
     allow_private_urls: bool = typer.Option(False, "--allow-private-urls"),
     lease_seconds: float = typer.Option(30.0, "--lease-seconds"),
+    cancel_grace: float = typer.Option(10.0, "--cancel-grace"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ):
     """Run workers alone, against a shared database and storage (scale-out)."""
@@ -131,7 +142,8 @@ def worker(
 
     _logging(verbose)
     settings = _settings(data_dir, database_url, storage_url, engine, model, config, workers=workers,
-                         limits=Limits(allow_private_urls=allow_private_urls), lease_s=lease_seconds)
+                         limits=Limits(allow_private_urls=allow_private_urls), lease_s=lease_seconds,
+                         cancel_grace_s=cancel_grace)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = JobStore(settings.db_url)
     storage = open_storage(settings)

@@ -364,6 +364,23 @@ class JobStore:
                 self._outbox(conn, job.id)
             return done
 
+    def release(self, job: Job) -> bool:
+        """Give a running job back to the queue (a worker shutting down cleanly); the attempt
+        does not count against ``max_attempts``."""
+        r = requests.c
+        with self.write() as conn:
+            n = conn.execute(
+                requests.update().where(self._fence(job), r.status == RUNNING).values(
+                    status=QUEUED, worker_id=None, lease_until=None, progress=0.0, attempts=r.attempts - 1,
+                )
+            ).rowcount
+            if n:
+                conn.execute(request_logs.insert().values(
+                    request_id=job.id, timestamp=time.time(), level="INFO",
+                    message="the worker is shutting down; request re-queued",
+                ))
+            return n == 1
+
     # -- cancel, deadlines, leases -----------------------------------------------------------
 
     def cancel(self, job_id: str) -> str:

@@ -171,6 +171,11 @@ class Worker:
                         outcome = msg
                 if outcome is not None:
                     break
+                if self._stop.is_set():  # shutting down: hand the job to the next worker now
+                    self.runner.kill()
+                    if not self.store.release(job):
+                        self.store.finish(job, canceled=True)  # it was being cancelled anyway
+                    return
                 if not self.runner.alive():
                     code = self.runner.process.exitcode if self.runner.process else None
                     outcome = ("failed", 500, f"the engine process died (exit code {code})", "runner_disconnected")
