@@ -225,13 +225,15 @@ class S3Storage:
             self.abort_multipart(upload_id)
             raise FileTooLarge(total, max_bytes)
 
-        def joined() -> Iterator[bytes]:
+        content_type = _type(content_type, key)
+        # A writer fed from Python (not an iterator handed to obstore, whose runtime cannot run
+        # the part downloads inside it); an exception inside the block aborts the upload.
+        with obstore.open_writer(
+            self.store, key, attributes={"Content-Type": content_type}, buffer_size=CHUNK
+        ) as writer:
             for path, _ in chosen:
                 for chunk in obstore.get(self.store, path).stream(min_chunk_size=CHUNK):
-                    yield bytes(chunk)
-
-        content_type = _type(content_type, key)
-        obstore.put(self.store, key, joined(), attributes={"Content-Type": content_type}, chunk_size=CHUNK)
+                    writer.write(chunk)
         self.abort_multipart(upload_id)
         return StoredFile(key, total, content_type, display_name(key))
 
