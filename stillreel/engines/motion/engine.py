@@ -1,0 +1,108 @@
+"""The motion engine: ``generate`` validates and plans, then frames render lazily on a thread.
+
+``generate`` returns at once with a ``Clip`` whose frame iterator starts a render thread on first
+use. The thread renders frame k+1.. while the consumer (the encoder, whose x264 runs its own
+threads) works on frame k, so synthesis and encoding overlap on both cores. A small bounded
+queue keeps memory flat whatever the duration. The consumer reports progress per frame; when the
+job is cancelled ``report`` raises ``Cancelled``, the iterator stops the thread and lets it
+propagate, so rendering stops within a frame.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+
+from stillreel.engines.base import Capabilities, Clip, EngineError, GenerationRequest, Progress
+from stillreel.engines.motion.plan import ENGINE, RenderPlan, build_plan
+
+CAPABILITIES = Capabilities(
+    end_frame=True,
+    motion_brush=True,
+    camera=True,
+    multi_shot=True,
+    audio=False,
+    negative_prompt=True,  # accepted and ignored (documented): nothing is generated
+    aspect_ratio=True,
+)
+
+_DONE = object()
+
+
+class MotionEngine:
+    """Options: ``size_scale`` (0.1–1, default 1): render at that fraction of Kling's sizes, for
+    faster, smaller previews; ``queue_frames`` (default 4): frames rendered ahead of the encoder."""
+
+    name = ENGINE
+    capabilities = CAPABILITIES
+
+    def __init__(self, size_scale: float = 1.0, queue_frames: int = 4):
+        size_scale = float(size_scale)
+        if not 0.1 <= size_scale <= 1.0:
+            raise ValueError(f"size_scale must be between 0.1 and 1, got {size_scale}")
+        self.size_scale = size_scale
+        self.queue_frames = max(1, int(queue_frames))
+
+    def generate(self, request: GenerationRequest, progress: Progress) -> Clip:
+        plan = build_plan(request, self.size_scale)
+        for note in plan.notes:
+            progress.log(note)
+        return Clip(
+            fps=plan.fps,
+            width=plan.width,
+            height=plan.height,
+            frame_count=plan.frames,
+            frames=self._frames(plan, progress),
+            pix_fmt="yuv420p",
+            info=plan.info,
+        )
+
+    def _frames(self, plan: RenderPlan, progress: Progress) -> Iterator[np.ndarray]:
+        n = plan.frames
+        ready: queue.Queue = queue.Queue(maxsize=self.queue_frames)
+        stop = threading.Event()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def render() -> None:
+            try:
+                plan.renderer.prepare()
+                plan.info.update(plan.renderer.info)
+                for i in range(n):
+                    if stop.is_set() or not put(plan.renderer.render(i)):
+                        return
+                put(_DONE)
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                put(exc)
+
+        thread = threading.Thread(target=render, name="motion-render", daemon=True)
+        thread.start()
+        step = max(1, round(n / 10))
+        try:
+            for k in range(1, n + 1):
+                item = ready.get()
+                if item is _DONE:
+                    raise EngineError(f"the renderer stopped after {k - 1} of {n} frames", "internal_error",
+                                      status=500)
+                if isinstance(item, BaseException):
+                    raise item
+                message = f"rendering frame {k}/{n}" if k % step == 0 or k == n else None
+                progress.report(k / n, message)
+                yield item
+        finally:
+            stop.set()
+            thread.join()
+
+
+def create(options: dict | None = None) -> MotionEngine:
+    return MotionEngine(**(options or {}))

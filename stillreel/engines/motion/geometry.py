@@ -1,0 +1,158 @@
+"""Output sizes, the cover-crop that fits the input to them, easing, and I420 plane warps.
+
+The engine synthesises frames directly as I420 (``yuv420p``: a full-resolution Y plane and two
+half-resolution chroma planes stacked in one array), the encoder's own format: warping 1.5 bytes
+per pixel instead of 3 and skipping the per-frame RGB→YUV conversion makes synthesis ~2.5×
+cheaper. Chroma sample centres sit at luma (2x + 0.5, 2y + 0.5), so a luma-space transform M
+becomes A⁻¹·M·A in chroma space, with A the chroma → luma map.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from stillreel.engines.base import Aspect
+
+FPS = 24
+# Kling's output sizes per aspect ratio.
+SIZES: dict[Aspect, tuple[int, int]] = {
+    Aspect.LANDSCAPE: (1280, 720),
+    Aspect.PORTRAIT: (720, 1280),
+    Aspect.SQUARE: (960, 960),
+}
+
+_CHROMA_TO_LUMA = np.array([[2.0, 0, 0.5], [0, 2.0, 0.5], [0, 0, 1.0]])
+_LUMA_TO_CHROMA = np.linalg.inv(_CHROMA_TO_LUMA)
+
+
+def smootherstep(t: float) -> float:
+    """C2 ease-in-out: zero velocity and acceleration at both ends, so moves start and stop softly."""
+    t = min(max(t, 0.0), 1.0)
+    return t * t * t * (t * (6 * t - 15) + 10)
+
+
+def nearest_aspect(width: int, height: int) -> Aspect:
+    """The Kling aspect ratio closest to the image's (in log scale, so 2:1 and 1:2 are symmetric)."""
+    ratio = math.log(width / height)
+    # On a tie (4:3 sits exactly between 16:9 and 1:1) the image's orientation wins.
+    return min(SIZES, key=lambda a: (round(abs(ratio - math.log(SIZES[a][0] / SIZES[a][1])), 9), a is Aspect.SQUARE))
+
+
+def output_size(aspect: Aspect, size_scale: float = 1.0) -> tuple[int, int]:
+    """(width, height) for ``aspect``, optionally scaled down; always even (yuv420p needs it)."""
+    w, h = SIZES[aspect]
+    return max(2, round(w * size_scale / 2) * 2), max(2, round(h * size_scale / 2) * 2)
+
+
+@dataclass(frozen=True)
+class Cover:
+    """Scale-to-cover then centre-crop: maps input pixels to output pixels without stretching.
+
+    An input point (x, y) (pixel centres, top-left origin) lands at
+    ((x + 0.5) * sx - 0.5 - x0, (y + 0.5) * sy - 0.5 - y0) in the output.
+    """
+
+    in_w: int
+    in_h: int
+    out_w: int
+    out_h: int
+    sx: float
+    sy: float
+    x0: int
+    y0: int
+
+    @classmethod
+    def fit(cls, in_w: int, in_h: int, out_w: int, out_h: int) -> Cover:
+        s = max(out_w / in_w, out_h / in_h)
+        rw, rh = max(out_w, round(in_w * s)), max(out_h, round(in_h * s))
+        return cls(in_w, in_h, out_w, out_h, rw / in_w, rh / in_h, (rw - out_w) // 2, (rh - out_h) // 2)
+
+    @property
+    def kept_fraction(self) -> float:
+        """Share of the input's area that survives the crop."""
+        return (self.out_w / self.sx) * (self.out_h / self.sy) / (self.in_w * self.in_h)
+
+    @property
+    def kept_size(self) -> tuple[float, float]:
+        """Size, in input pixels, of the part of the input that is kept."""
+        return self.out_w / self.sx, self.out_h / self.sy
+
+    def _resized(self, img: np.ndarray, interp: int) -> np.ndarray:
+        size = (round(self.in_w * self.sx), round(self.in_h * self.sy))
+        r = cv2.resize(img, size, interpolation=interp)
+        return r[self.y0 : self.y0 + self.out_h, self.x0 : self.x0 + self.out_w]
+
+    def image(self, img: np.ndarray) -> np.ndarray:
+        # INTER_AREA to shrink (no aliasing), bicubic to enlarge.
+        interp = cv2.INTER_AREA if self.sx < 1 else cv2.INTER_CUBIC
+        return np.ascontiguousarray(self._resized(img, interp))
+
+    def mask(self, mask: np.ndarray) -> np.ndarray:
+        """A 0/255 mask mapped like the image (linear resample, then threshold at half)."""
+        m = self._resized((mask > 127).astype(np.uint8) * 255, cv2.INTER_LINEAR)
+        return np.where(m >= 128, 255, 0).astype(np.uint8)
+
+    def point(self, x: float, y: float) -> tuple[float, float]:
+        return (x + 0.5) * self.sx - 0.5 - self.x0, (y + 0.5) * self.sy - 0.5 - self.y0
+
+    def input_rect(self, x: float, y: float, w: float, h: float) -> tuple[float, float, float, float]:
+        """An output-space rectangle (x, y, w, h; pixel edges) expressed in input pixels."""
+        return (x + self.x0) / self.sx, (y + self.y0) / self.sy, w / self.sx, h / self.sy
+
+
+# ------------------------------------------------------------------------------ I420 planes
+
+
+def planes(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views (Y, U, V) into an I420 buffer of shape (h * 3 // 2, w); writes go to ``buf``."""
+    h, w = buf.shape[0] * 2 // 3, buf.shape[1]
+    q = h * w // 4
+    flat = buf.reshape(-1)
+    return (
+        buf[:h],
+        flat[h * w : h * w + q].reshape(h // 2, w // 2),
+        flat[h * w + q :].reshape(h // 2, w // 2),
+    )
+
+
+def new_frame(width: int, height: int) -> np.ndarray:
+    return np.empty((height * 3 // 2, width), np.uint8)
+
+
+def chroma_matrix(m: np.ndarray) -> np.ndarray:
+    """A luma-pixel transform (3x3) expressed in chroma-plane pixels."""
+    return _LUMA_TO_CHROMA @ m @ _CHROMA_TO_LUMA
+
+
+def chroma_mask(mask: np.ndarray) -> np.ndarray:
+    """Half-resolution mask: a chroma sample is selected if any of its four luma pixels is."""
+    h, w = mask.shape
+    return mask.reshape(h // 2, 2, w // 2, 2).max(axis=(1, 3))
+
+
+def is_affine(m: np.ndarray) -> bool:
+    return abs(m[2, 0]) < 1e-12 and abs(m[2, 1]) < 1e-12 and abs(m[2, 2] - 1) < 1e-12
+
+
+def is_identity(m: np.ndarray) -> bool:
+    return bool(np.allclose(m, np.eye(3), rtol=0, atol=1e-9))
+
+
+def warp_i420(src: np.ndarray, m: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Warp an I420 frame by ``m``, a 3x3 *destination → source* map in luma pixels.
+
+    Bilinear, sub-pixel exact; edges replicate (callers keep the view inside the source)."""
+    h, w = src.shape[0] * 2 // 3, src.shape[1]
+    out = new_frame(w, h) if out is None else out
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    for s, d, mat in zip(planes(src), planes(out), (m, chroma_matrix(m), chroma_matrix(m))):
+        size = (d.shape[1], d.shape[0])
+        if is_affine(mat):
+            cv2.warpAffine(s, mat[:2], size, dst=d, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        else:
+            cv2.warpPerspective(s, mat, size, dst=d, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    return out

@@ -1,0 +1,209 @@
+"""From a ``GenerationRequest`` to a render plan, refusing up front what cannot work.
+
+Everything here is cheap (sizes, checks, small mask resamples); the expensive preparation (hole
+fill, optical flow) happens on the render thread. Errors are ``EngineError`` 422s whose ``loc``
+names the fal field (end images are reported as ``end_image_url``; the v1 endpoint calls it
+``tail_image_url``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stillreel.engines.base import DynamicMask, EngineError, GenerationRequest
+from stillreel.engines.motion import camera, shots
+from stillreel.engines.motion.geometry import FPS, Cover, nearest_aspect, output_size
+from stillreel.engines.motion.morph import Morph
+from stillreel.engines.motion.scene import BrushStroke, Renderer, Scene, Sequence
+
+ENGINE = "motion"
+MAX_SECONDS = 60
+# A cover-crop keeping less than this share of an image, or fewer pixels than this on a side,
+# would animate a sliver of it: refuse instead.
+MIN_KEPT_FRACTION = 0.2
+MIN_KEPT_SIDE = 16
+# A dynamic mask covering more of the frame than this leaves no background to move it over.
+MAX_DYNAMIC_COVERAGE = 0.9
+
+
+@dataclass
+class RenderPlan:
+    width: int
+    height: int
+    fps: int
+    renderer: Renderer
+    notes: list[str] = field(default_factory=list)  # log lines: what the engine does and ignores
+    info: dict = field(default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return self.renderer.frames
+
+
+def _fail(message: str, loc: tuple, error_type: str = "value_error") -> EngineError:
+    return EngineError(message, error_type=error_type, loc=("body", *loc))
+
+
+def _check_image(img, loc: tuple, what: str) -> None:
+    if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3):
+        raise _fail(f"the {what} must be an RGB image", loc, "image_load_error")
+
+
+def _cover(img: np.ndarray, width: int, height: int, aspect_label: str, loc: tuple, what: str) -> Cover:
+    h, w = img.shape[:2]
+    cover = Cover.fit(w, h, width, height)
+    kw, kh = cover.kept_size
+    if cover.kept_fraction < MIN_KEPT_FRACTION or min(kw, kh) < MIN_KEPT_SIDE:
+        raise _fail(
+            f"the {what} is {w}x{h}: cropping it to {aspect_label} would keep only a {kw:.0f}x{kh:.0f} "
+            f"part ({cover.kept_fraction:.0%} of it); use an image of at least {MIN_KEPT_SIDE} px whose shape "
+            f"is closer to {aspect_label}",
+            loc,
+        )
+    return cover
+
+
+def _check_shots(request: GenerationRequest) -> None:
+    if not 1 <= request.seconds <= MAX_SECONDS:
+        raise _fail(f"duration must be 1 to {MAX_SECONDS} s, got {request.seconds}", ("duration",))
+    if not request.shots:
+        raise _fail("the request has no prompt", ("prompt",))
+    if any(s.seconds < 1 for s in request.shots):
+        raise _fail("every shot must last at least 1 s", ("multi_prompt",))
+    total = sum(s.seconds for s in request.shots)
+    if total != request.seconds:
+        raise _fail(
+            f"the shot durations add up to {total} s but duration is {request.seconds} s; they must be equal",
+            ("multi_prompt",),
+        )
+
+
+def _check_combinations(request: GenerationRequest) -> None:
+    # Kling itself does not combine an end image with masks or camera_control: the last frame
+    # must be the end image, which a moving camera or a displaced region would contradict.
+    has_masks = request.static_mask is not None or bool(request.dynamic_masks)
+    mask_field = "dynamic_masks" if request.dynamic_masks else "static_mask_url"
+    if request.end_image is not None and request.camera is not None:
+        raise _fail("camera_control cannot be combined with an end image (tail_image_url / end_image_url): "
+                    "the last frame must be the end image", ("camera_control",))
+    if request.end_image is not None and has_masks:
+        raise _fail("motion-brush masks cannot be combined with an end image (tail_image_url / end_image_url)",
+                    (mask_field,))
+    if has_masks and len(request.shots) > 1:
+        raise _fail("motion-brush masks cannot be combined with multi_prompt", (mask_field,))
+
+
+def _mask(mask, image_hw: tuple[int, int], cover: Cover, loc: tuple, what: str) -> np.ndarray:
+    if not (isinstance(mask, np.ndarray) and mask.ndim == 2 and mask.dtype == np.uint8):
+        raise _fail(f"the {what} must be a single-channel 8-bit mask", loc, "image_load_error")
+    h, w = image_hw
+    if mask.shape != (h, w):
+        raise _fail(f"the {what} is {mask.shape[1]}x{mask.shape[0]} but the image is {w}x{h}; "
+                    "masks must have the image's size", loc)
+    if not (mask > 127).any():
+        raise _fail(f"the {what} selects nothing (no pixel above 127)", loc)
+    out = cover.mask(mask)
+    if not out.any():
+        raise _fail(f"the {what} lies entirely in the part of the image cut away by the aspect-ratio crop", loc)
+    return out
+
+
+def _stroke(i: int, dm: DynamicMask, image_hw: tuple[int, int], cover: Cover) -> BrushStroke:
+    loc = ("dynamic_masks", i)
+    mask = _mask(dm.mask, image_hw, cover, (*loc, "mask_url"), f"dynamic mask {i}")
+    if mask.mean() / 255 > MAX_DYNAMIC_COVERAGE:
+        raise _fail(f"dynamic mask {i} covers {mask.mean() / 255:.0%} of the frame: there is no background "
+                    "left to move it over", (*loc, "mask_url"))
+    points = dm.trajectory
+    if len(points) < 2:
+        raise _fail(f"dynamic mask {i} needs a trajectory of at least 2 points, got {len(points)}",
+                    (*loc, "trajectories"))
+    h, w = image_hw
+    for j, (x, y) in enumerate(points):
+        if not (math.isfinite(x) and math.isfinite(y) and -1 <= x <= w and -1 <= y <= h):
+            raise _fail(f"trajectory point {j} of dynamic mask {i} lies outside the {w}x{h} input image "
+                        "(Kling's coordinates: input-image pixels, origin bottom-left)", (*loc, "trajectories", j))
+    return BrushStroke(mask, tuple(cover.point(x, y) for x, y in points))
+
+
+def _camera_for(request: GenerationRequest, prompt: str, strength: float, still_by_default: bool) -> camera.Move:
+    if request.camera is not None:
+        move = camera.PRESETS[request.camera]
+    elif still_by_default:
+        return camera.STILL
+    else:
+        move = camera.move_from_prompt(prompt) or camera.PUSH_IN
+    return camera.STILL if move.is_still else move.scaled(strength)
+
+
+def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPlan:
+    """Validate ``request`` and decide every shot; raises ``EngineError``."""
+    if request.audio:
+        raise _fail(f"the {ENGINE} engine does not generate audio (it animates the still with geometry and "
+                    "optical flow and makes no sound); set generate_audio to false or use an engine with audio",
+                    ("generate_audio",), "feature_not_supported")
+    _check_image(request.start_image, ("image_url",), "start image")
+    if request.end_image is not None:
+        _check_image(request.end_image, ("end_image_url",), "end image")
+    _check_shots(request)
+    _check_combinations(request)
+
+    image = request.start_image
+    h, w = image.shape[:2]
+    aspect = request.aspect or nearest_aspect(w, h)
+    W, H = output_size(aspect, size_scale)
+    label = aspect.value
+    cover = _cover(image, W, H, label, ("aspect_ratio",) if request.aspect else ("image_url",), "input image")
+    end_cover = None
+    if request.end_image is not None:
+        end_cover = _cover(request.end_image, W, H, label, ("end_image_url",), "end image")
+
+    static = None
+    if request.static_mask is not None:
+        static = _mask(request.static_mask, (h, w), cover, ("static_mask_url",), "static mask")
+    strokes = tuple(_stroke(i, dm, (h, w), cover) for i, dm in enumerate(request.dynamic_masks))
+
+    power = camera.strength(request.guidance)
+    notes = [
+        f"{ENGINE} engine: animates the still with geometry and optical flow; it is not generative and "
+        "invents no new content",
+        f"output {W}x{H} ({label}), {request.seconds} s at {FPS} fps; cover-crop keeps "
+        f"{cover.kept_fraction:.0%} of the {w}x{h} input",
+    ]
+    if request.negative_prompt:
+        notes.append("negative_prompt is ignored (nothing is generated)")
+    if request.camera is None and (request.end_image is not None or strokes or static is not None):
+        notes.append("camera stays still (masks or an end image, and no camera_control)")
+
+    parts: list[Renderer] = []
+    still_by_default = request.end_image is not None or bool(strokes) or static is not None
+    n_shots = len(request.shots)
+    focus = None
+    for k, shot in enumerate(request.shots):
+        frames = shot.seconds * FPS
+        last = k == n_shots - 1
+        if last and request.end_image is not None:
+            end = request.end_image
+            parts.append(Morph(lambda: cover.image(image), lambda: end_cover.image(end), frames))
+            notes.append(f"shot {k + 1}: morphs into the end image along optical flow")
+            continue
+        share = 1.0
+        if k > 0:
+            name = shots.framing_from_prompt(shot.prompt) or shots.DEFAULT_CYCLE[(k - 1) % len(shots.DEFAULT_CYCLE)]
+            share = shots.FRAMINGS[name]
+        if share < 1.0 and focus is None:
+            focus = shots.focus_points(cover.image(image))
+        where = focus[(k - 1) % len(focus)] if share < 1.0 else (W / 2, H / 2)
+        move = _camera_for(request, shot.prompt, power, still_by_default)
+        parts.append(Scene(shots.framed_still(image, cover, share, where), frames, move, strokes, static))
+        framing = "" if n_shots == 1 else f"{'wide' if share == 1 else 'medium' if share > 0.6 else 'close'} framing, "
+        notes.append(f"{'shot ' + str(k + 1) + ': ' if n_shots > 1 else ''}{framing}camera: {move.name}"
+                     f"{'' if move.is_still else f' (strength {power:.2f} from cfg_scale {request.guidance:g})'}")
+
+    renderer = Sequence(parts)
+    info = {"engine": ENGINE, "generative": False, "width": W, "height": H, "fps": FPS,
+            "frames": renderer.frames, "aspect_ratio": label}
+    return RenderPlan(W, H, FPS, renderer, notes, info)

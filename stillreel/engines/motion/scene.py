@@ -1,0 +1,109 @@
+"""Renderers: objects that turn a prepared still into the frames of one shot.
+
+A renderer has ``frames`` (how many it renders), ``prepare()`` (the one-off work: conversions,
+hole fill, camera path, optical flow; run on the render thread, not in ``generate``),
+``render(i) -> I420 frame`` for i in 0..frames-1, and ``info`` (facts for ``Clip.info``).
+
+``Scene`` composes, per frame: the still (with its motion-brush sprites drawn at their place on
+their paths) → the camera view → the static region pasted back in screen space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from stillreel.engines.motion.brush import Path, Sprite, StaticRegion, fill_hole, holes_of, patch_planes
+from stillreel.engines.motion.camera import Move, camera_path, describe
+from stillreel.engines.motion.geometry import is_identity, smootherstep, warp_i420
+from stillreel.media.encode import rgb_to_yuv420p
+
+
+class Renderer(Protocol):
+    frames: int
+    info: dict
+
+    def prepare(self) -> None: ...
+
+    def render(self, i: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class BrushStroke:
+    mask: np.ndarray  # output-frame pixels, 0/255
+    points: tuple[tuple[float, float], ...]  # output-frame pixels, top-left origin
+
+
+class Scene:
+    """A camera move over a still, with optional motion-brush strokes and static region."""
+
+    def __init__(
+        self,
+        still: Callable[[], np.ndarray],
+        frames: int,
+        move: Move,
+        strokes: tuple[BrushStroke, ...] = (),
+        static_mask: np.ndarray | None = None,
+    ):
+        self._still, self.frames, self.move = still, frames, move
+        self.strokes, self.static_mask = strokes, static_mask
+        self.info: dict = {}
+
+    def prepare(self) -> None:
+        rgb = self._still()
+        h, w = rgb.shape[:2]
+        self.source = rgb_to_yuv420p(rgb)
+        self.path = camera_path(w, h, self.frames, self.move)
+        moving = not self.move.is_still
+        self.info = {"camera": describe(self.move, self.path.alpha)}
+        # Sizes that scale with the frame (values chosen at 720p).
+        unit = max(1, round(min(w, h) / 720 * 3))
+        self.sprites: list[Sprite] = []
+        if self.strokes:
+            self.sprites = [Sprite(self.source, s.mask, Path(list(s.points)), grow=unit, feather=2 * unit)
+                            for s in self.strokes]
+            hole = holes_of(self.sprites)
+            self.base = self.source.copy()
+            patch_planes(self.base, rgb_to_yuv420p(fill_hole(rgb, hole)), hole)
+            self.info["motion_brush"] = f"{len(self.sprites)} region(s) moved along their trajectories"
+        self.static = None
+        if self.static_mask is not None:
+            self.static = StaticRegion(self.source, self.static_mask, feather=2 * unit if moving else 0)
+            self.info["static_region"] = "pinned in screen space" if moving else "held still"
+
+    def render(self, i: int) -> np.ndarray:
+        if self.sprites and i > 0:
+            layer = self.base.copy()
+            s = smootherstep(i / max(self.frames - 1, 1))
+            for sprite in self.sprites:
+                sprite.draw(layer, s)
+        else:
+            layer = self.source
+        m = self.path.matrices[i]
+        out = (layer.copy() if layer is self.source else layer) if is_identity(m) else warp_i420(layer, m)
+        if self.static is not None:
+            self.static.paste(out)
+        return out
+
+
+class Sequence:
+    """Renderers played one after the other: hard cuts between shots."""
+
+    def __init__(self, parts: list[Renderer]):
+        self.parts = parts
+        self.starts = np.cumsum([0] + [p.frames for p in parts])
+        self.frames = int(self.starts[-1])
+        self.info: dict = {}
+
+    def prepare(self) -> None:
+        for p in self.parts:
+            p.prepare()
+        self.info = {"shots": [dict(p.info, frames=p.frames) for p in self.parts]} if len(self.parts) > 1 \
+            else dict(self.parts[0].info)
+
+    def render(self, i: int) -> np.ndarray:
+        k = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return self.parts[k].render(i - int(self.starts[k]))

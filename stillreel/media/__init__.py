@@ -1,0 +1,1 @@
+"""Media in and out: input fetching and decoding, MP4 encoding."""
