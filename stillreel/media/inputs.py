@@ -1,0 +1,209 @@
+"""From a queued ``Plan`` to a ``GenerationRequest``: fetch the inputs, decode them, check them.
+
+Runs in the worker after the claim: everything here that fails is the caller's input (an
+unreachable URL, a file that is not an image, a mask that does not fit), reported as
+``EngineError`` with fal's error type and the fal field it came from. Blocking: async callers
+run ``resolve`` in a thread.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from stillreel.config import Limits
+from stillreel.endpoints.registry import Plan
+from stillreel.engines.base import (
+    Aspect,
+    CameraPreset,
+    DynamicMask,
+    EngineError,
+    GenerationRequest,
+    Mask,
+    Shot,
+)
+from stillreel.engines.base import Image as RGBImage
+from stillreel.media.fetch import Fetcher, field_loc, field_name
+
+ASPECT_TOLERANCE = 0.02  # a mask may differ from the start image's aspect ratio by this much
+
+__all__ = ["Fetcher", "decode_image", "decode_mask", "resolve", "trajectory_to_top_left"]
+
+_LOAD_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def _open(data: bytes, field, limits: Limits) -> Image.Image:
+    """Open an image, checking its size from the header before decoding any pixel."""
+    with warnings.catch_warnings():
+        # Pillow warns about "bombs" from ~89 Mpx on; our own (configurable) limit is checked below.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError:
+            raise EngineError(
+                f"The image at {field_name(field)} is too large to decode", "image_too_large", field_loc(field)
+            ) from None
+        except _LOAD_ERRORS:
+            raise EngineError(
+                f"The file at {field_name(field)} is not an image this server can read "
+                "(PNG, JPEG, WebP, GIF, BMP, TIFF …)",
+                "image_load_error",
+                field_loc(field),
+            ) from None
+        width, height = image.size
+        if width * height > limits.max_image_pixels:
+            raise EngineError(
+                f"The image at {field_name(field)} is {width}×{height} ({width * height} pixels); "
+                f"the limit is {limits.max_image_pixels} pixels",
+                "image_too_large",
+                field_loc(field),
+            )
+        if min(width, height) < limits.min_image_side:
+            raise EngineError(
+                f"The image at {field_name(field)} is {width}×{height}; each side must be at least "
+                f"{limits.min_image_side} pixels",
+                "image_too_small",
+                field_loc(field),
+            )
+        try:
+            image.load()
+            # Phones store pictures sideways plus an EXIF note; callers see them upright.
+            return ImageOps.exif_transpose(image)
+        except _LOAD_ERRORS:
+            raise EngineError(
+                f"The image at {field_name(field)} is damaged or truncated and cannot be decoded",
+                "image_load_error",
+                field_loc(field),
+            ) from None
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+
+
+def decode_image(data: bytes, field: str | Sequence, limits: Limits) -> RGBImage:
+    """RGB uint8 array (h, w, 3), upright. Transparent pixels are laid over white."""
+    image = _open(data, field, limits)
+    if _has_alpha(image):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(canvas, rgba)
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def _mask_values(image: Image.Image) -> Image.Image:
+    """The grayscale layer that says what is selected: the alpha channel when the mask has real
+    transparency (strokes painted on a transparent canvas), else the luminance."""
+    if _has_alpha(image):
+        alpha = image.convert("RGBA").getchannel("A")
+        low, _ = alpha.getextrema()
+        if low < 255:
+            return alpha
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        peak = values.max()
+        scaled = values * (255.0 / peak) if peak > 255 else values
+        return Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8))
+    return image.convert("L")
+
+
+def decode_mask(data: bytes, field: str | Sequence, size: tuple[int, int], limits: Limits) -> Mask:
+    """A binary uint8 mask (255 = selected) the size ``(width, height)`` of the start image.
+
+    Values are thresholded at half the mask's brightest value, so white-on-black, 0/1 and faint
+    masks all work, and JPEG noise does not leak into the selection. A mask of another size is
+    scaled when its aspect ratio matches the image's (within 2%), else refused.
+    """
+    width, height = size
+    layer = _mask_values(_open(data, field, limits))
+    if layer.size != (width, height):
+        mw, mh = layer.size
+        if abs((mw / mh) / (width / height) - 1) > ASPECT_TOLERANCE:
+            raise EngineError(
+                f"The mask at {field_name(field)} is {mw}×{mh} but the start image is {width}×{height}: "
+                "a mask must have the start image's size or at least its aspect ratio",
+                "value_error",
+                field_loc(field),
+            )
+        layer = layer.resize((width, height), Image.Resampling.BILINEAR)
+    values = np.asarray(layer, dtype=np.uint8)
+    peak = int(values.max())
+    if peak == 0:
+        return np.zeros((height, width), dtype=np.uint8)
+    return np.where(values.astype(np.uint16) * 2 >= peak, 255, 0).astype(np.uint8)
+
+
+def trajectory_to_top_left(
+    points: Sequence[tuple[float, float]], size: tuple[int, int], mask_index: int = 0
+) -> tuple[tuple[float, float], ...]:
+    """Kling's points (input-image pixels, origin bottom-left) → top-left origin. Points must lie
+    inside the image, edges included; the error names the mask and point."""
+    width, height = size
+    converted = []
+    for j, (x, y) in enumerate(points):
+        if not (0 <= x <= width and 0 <= y <= height):
+            field = ("dynamic_masks", mask_index, "trajectories", j)
+            raise EngineError(
+                f"dynamic_masks[{mask_index}]: trajectory point {j} ({x:g}, {y:g}) is outside the "
+                f"{width}×{height} start image (points are input-image pixels, origin at the bottom-left)",
+                "value_error",
+                field_loc(field),
+            )
+        converted.append((float(x), float(height - y)))
+    return tuple(converted)
+
+
+def _enum(kind, value, field: str):
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in kind)
+        raise EngineError(f"{field} must be one of {choices}, got {value!r}", "value_error", field_loc(field)) from None
+
+
+def resolve(plan: Plan, fetcher: Fetcher) -> GenerationRequest:
+    """Fetch and decode every input of ``plan``; raises ``EngineError`` for bad inputs."""
+    limits = fetcher.limits
+    start = decode_image(fetcher.fetch(plan.image_url, "image_url"), "image_url", limits)
+    size = (start.shape[1], start.shape[0])
+
+    end = None
+    if plan.end_image_url is not None:
+        end_field = plan.fields.get("end_image", "end_image_url")
+        end = decode_image(fetcher.fetch(plan.end_image_url, end_field), end_field, limits)
+
+    static = None
+    if plan.static_mask_url is not None:
+        data = fetcher.fetch(plan.static_mask_url, "static_mask_url")
+        static = decode_mask(data, "static_mask_url", size, limits)
+
+    dynamic = []
+    for i, planned in enumerate(plan.dynamic_masks):
+        field = ("dynamic_masks", i, "mask_url")
+        # Check the cheap part first: a bad trajectory fails before any download.
+        trajectory = trajectory_to_top_left(planned.trajectory, size, i)
+        mask = decode_mask(fetcher.fetch(planned.mask_url, field), field, size, limits)
+        dynamic.append(DynamicMask(mask=mask, trajectory=trajectory))
+
+    return GenerationRequest(
+        start_image=start,
+        shots=tuple(Shot(prompt, int(seconds)) for prompt, seconds in plan.shots),
+        seconds=int(plan.seconds),
+        guidance=float(plan.guidance),
+        negative_prompt=plan.negative_prompt,
+        end_image=end,
+        aspect=_enum(Aspect, plan.aspect, "aspect_ratio"),
+        camera=_enum(CameraPreset, plan.camera, "camera_control"),
+        static_mask=static,
+        dynamic_masks=tuple(dynamic),
+        audio=bool(plan.audio),
+        seed=int(plan.seed),
+    )
