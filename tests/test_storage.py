@@ -280,6 +280,8 @@ def test_python_style_multipart(http, server):
         assert put.json() == {"partNumber": n, "etag": put.headers["etag"]}
         parts.append({"partNumber": n, "etag": put.headers["etag"]})
     complete_url = f"{access_url}/multipart/{upload_id}/complete"
+    malformed = http.post(complete_url, json={"parts": [{"etag": "x"}]}, headers=bearer)
+    assert malformed.status_code == 400 and "partNumber" in malformed.json()["detail"]
     wrong = http.post(complete_url, json={"parts": [{"partNumber": 1, "etag": '"nope"'}]}, headers=bearer)
     assert wrong.status_code == 400 and "part 1" in wrong.json()["detail"]
     done = http.post(complete_url, json={"parts": parts}, headers=bearer)
@@ -388,8 +390,8 @@ def test_real_fal_client_uploads(server, tmp_path, monkeypatch):
     url = client.upload_file(image)
     assert url.endswith("_small.png") and httpx.get(url).content == image.read_bytes()
 
-    url = client.upload(b"plain text", "text/plain")
-    assert httpx.get(url).content == b"plain text"
+    url = client.upload(b"plain text", "text/plain")  # no file name: named after its type
+    assert url.endswith("_upload.txt") and httpx.get(url).content == b"plain text"
 
     url = client.upload(b"via initiate", "text/plain", "h.txt", repository="fal")  # the fallback route
     assert url.endswith("_h.txt") and httpx.get(url).content == b"via initiate"

@@ -14,6 +14,7 @@ Bodies stream to a staging file; nothing holds a whole upload in memory.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import secrets
 import tempfile
@@ -36,6 +37,7 @@ router = APIRouter(tags=["storage"])
 CallerDep = Annotated[deps.Caller, Depends(deps.caller)]
 
 WRITE_BUFFER = 1024 * 1024
+MAX_JSON_BODY = 1024 * 1024  # a completion lists at most 10,000 parts
 ANONYMOUS_TOKEN_TTL_S = 30 * 24 * 3600
 # Keys are random and never reused, so a stored file can be cached for good. The sandbox CSP and
 # nosniff stop an uploaded HTML or SVG file from running script on this server's origin.
@@ -118,6 +120,8 @@ def _file_json(stored: StoredFile, url: str) -> dict:
 async def _store_body(request: Request, *, key: str | None, file_name: str | None, content_type: str | None):
     storage = _storage(request)
     limits = request.app.state.settings.limits
+    # The key is named here: the staging file's own name must not leak into it.
+    key = new_key(file_name, content_type) if key is None else key
     path, _ = await _receive(request, storage, limits.max_upload_bytes)
     try:
         stored = await run_in_threadpool(
@@ -129,8 +133,14 @@ async def _store_body(request: Request, *, key: str | None, file_name: str | Non
 
 
 async def _json_body(request: Request) -> dict:
+    """A small JSON object body (initiate, complete); anything else reads as ``{}``."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_JSON_BODY:
+            raise HTTPException(status_code=413, detail="The JSON body is too large")
     try:
-        body = await request.json()
+        body = json.loads(raw) if raw else {}
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
