@@ -212,6 +212,14 @@ def endpoints():
         print(endpoint_id)
 
 
+from stillreel import cli_client  # noqa: E402  (the client-side commands: run, status, result, cancel)
+
+app.command("run")(cli_client.run)
+app.command("status")(cli_client.status)
+app.command("result")(cli_client.result)
+app.command("cancel")(cli_client.cancel)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,82 @@
+"""``stillreel run`` without a server: validate, fetch, generate and encode in this process.
+
+The same path a worker takes (endpoint plan → ``media.inputs.resolve`` → engine → ``media.encode``),
+minus the queue. Local files arrive here as data URIs; http(s) inputs may be on a private network
+(the user's own machine is asking, so the server's SSRF guard does not apply).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stillreel.cli_client import Exit, LocalProgress, ProgressView, err, fail
+
+
+def _detail_line(detail: list[dict]) -> str:
+    from stillreel.client.errors import describe_detail
+
+    return describe_detail(detail)
+
+
+def render(endpoint_id: str, data: dict, output: Path, *, engine: str, model: str | None, quiet: bool,
+           as_json: bool) -> None:
+    from stillreel import engines
+    from stillreel.config import Limits
+    from stillreel.endpoints.registry import ENDPOINTS, InputError, find
+    from stillreel.engines.base import Cancelled, EngineError
+    from stillreel.media.encode import encode
+    from stillreel.media.fetch import Fetcher
+    from stillreel.media.inputs import resolve
+
+    endpoint = find(endpoint_id)
+    if endpoint is None:
+        raise fail(Exit.NOT_FOUND, f"unknown endpoint {endpoint_id}; known: {', '.join(ENDPOINTS)}")
+    try:
+        plan = endpoint.plan(data)
+    except InputError as exc:
+        raise fail(Exit.INVALID_INPUT, _detail_line(exc.detail)) from None
+
+    spec = engines.EngineSpec(engine, {"model": model} if model else {})
+    try:
+        unsupported = plan.unsupported(engines.capabilities(spec))
+    except (ValueError, ImportError, AttributeError) as exc:
+        raise fail(Exit.USAGE, f"--engine {engine}: {exc}") from None
+    if unsupported:
+        what = ", ".join(f"{field} ({feature})" for field, feature in unsupported)
+        raise fail(Exit.INVALID_INPUT, f"the {engine} engine cannot honour {what} [feature_not_supported]")
+
+    try:
+        with ProgressView(not quiet) as view:
+            view.bar.update(view.task, description="reading inputs")
+            with Fetcher(None, Limits(allow_private_urls=True)) as fetcher:
+                request = resolve(plan, fetcher)
+            view.bar.update(view.task, description=f"loading the {engine} engine")
+            generator = engines.create(spec)
+            view.running_at(0.0)
+            clip = generator.generate(request, LocalProgress(view))
+            facts = encode(clip, output)
+            view.bar.update(view.task, completed=100, description="done")
+    except KeyboardInterrupt:
+        raise fail(Exit.INTERRUPTED, "interrupted; nothing was saved") from None
+    except EngineError as exc:
+        code = Exit.INVALID_INPUT if exc.status == 422 else Exit.FAILED
+        raise fail(code, f"{'.'.join(str(p) for p in exc.loc)}: {exc.message} [{exc.error_type}]") from None
+    except Cancelled:
+        raise fail(Exit.CANCELLED, "the engine stopped: cancelled") from None
+
+    if as_json:
+        video = {"url": output.resolve().as_uri(), "content_type": "video/mp4", "file_name": output.name,
+                 "file_size": facts.get("bytes")}
+        print(json.dumps({"request_id": None, "path": str(output), "video": video, "facts": _jsonable(facts)}),
+              flush=True)
+    else:
+        if not quiet:
+            err.print(f"{facts.get('width')}x{facts.get('height')}, {facts.get('frames')} frames at "
+                      f"{facts.get('fps')} fps → {output}")
+        print(str(output), flush=True)
+
+
+def _jsonable(facts: dict) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in facts.items()
+            if isinstance(v, (str, int, float, bool, type(None), Path))}
