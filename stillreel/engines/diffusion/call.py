@@ -1,0 +1,57 @@
+"""What one pipeline call gets and gives back, shared by the family runners (wan, ltx, ltx2).
+
+A runner module offers:
+
+- ``load(model, dtype) -> pipeline`` with the real ``from_pretrained``;
+- ``denoisers(pipeline) -> list`` of its transformer(s), for the speed settings;
+- ``run(pipeline, family, call, on_step_end) -> Output``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+
+from stillreel.engines.base import Audio
+
+# diffusers' callback_on_step_end(pipeline, step_index, timestep, callback_kwargs) -> dict
+StepCallback = Callable[[object, int, object, dict], dict]
+
+
+@dataclass(frozen=True)
+class Call:
+    prompt: str
+    negative_prompt: str
+    image: PILImage.Image  # the first frame, already at (width, height)
+    last_image: PILImage.Image | None  # the last frame, for families with end_frame
+    width: int
+    height: int
+    frames: int
+    fps: int
+    steps: int
+    cfg: float  # fal's cfg_scale 0..1; each runner maps it onto its guidance knobs
+    seed: int
+
+
+@dataclass
+class Output:
+    frames: np.ndarray  # uint8 (frames, height, width, 3)
+    audio: Audio | None = None
+
+
+def generator(seed: int) -> torch.Generator:
+    # A CPU generator gives the same noise on any device, so a seed means the same video everywhere.
+    return torch.Generator("cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF)
+
+
+def video_to_uint8(video: torch.Tensor) -> np.ndarray:
+    """A pipeline's ``output_type="pt"`` video (frames, 3, h, w) in 0..1 → uint8 (frames, h, w, 3).
+
+    Converting on the device before the copy moves a quarter of the bytes a float array would.
+    """
+    video = (video.float() * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return video.permute(0, 2, 3, 1).contiguous().cpu().numpy()

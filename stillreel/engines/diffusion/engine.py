@@ -1,0 +1,177 @@
+"""The diffusion engine: one loaded image-to-video pipeline, one request at a time.
+
+``generate`` reads top to bottom as the recipe:
+1. refuse what the model cannot do (the API already did; this is the second line of defence);
+2. pick the size (aspect → bucket) and the pipeline calls (duration → frames, long shots → segments);
+3. run each call from the previous call's last frame, reporting every denoising step (and
+   stopping at the next one once the job is cancelled);
+4. stitch the calls into one clip (and one audio track), dropping each continuation's first
+   frame, which repeats the frame it started from.
+CUDA running out of memory fails the request with ``out_of_memory`` and frees what it held, so
+the worker stays usable for the next one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import numpy as np
+
+from stillreel.engines.base import Audio, Clip, EngineError, GenerationRequest, Progress
+from stillreel.engines.diffusion import loading, plan, speed
+from stillreel.engines.diffusion.call import Call, Output
+from stillreel.engines.diffusion.families import Family, resolve
+from stillreel.engines.diffusion.options import DiffusionOptions, parse
+
+
+class DiffusionEngine:
+    name = "diffusion"
+
+    def __init__(self, pipe, family: Family, options: DiffusionOptions, speed_settings: dict | None = None):
+        self.pipe = pipe
+        self.runner = loading.runner(family)
+        # The loaded VAE and transformer are the authority on the frame quantum and size multiple.
+        self.family = replace(
+            family, frame_quantum=self.runner.frame_quantum(pipe), size_multiple=self.runner.size_multiple(pipe)
+        )
+        self.options = options
+        self.capabilities = self.family.capabilities()
+        self.speed_settings = dict(speed_settings or {})
+
+    @classmethod
+    def load(cls, options: dict | DiffusionOptions) -> DiffusionEngine:
+        """Load the checkpoint named by ``options`` (``from_pretrained``) and apply the speed settings."""
+        options = options if isinstance(options, DiffusionOptions) else parse(options)
+        family = resolve(options)
+        device = loading.device_for(options)
+        dtype = loading.dtype_for(options, device)
+        pipe = loading.load(family, options, device, dtype)
+        runner = loading.runner(family)
+        applied = speed.apply(pipe, runner.denoisers(pipe), options, device, dtype, family.steps)
+        return cls(pipe, family, options, {"device": str(device), "dtype": str(dtype).removeprefix("torch."), **applied})
+
+    # -- the recipe ---------------------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest, progress: Progress) -> Clip:
+        self._refuse_unsupported(request)
+        loading.free_memory()  # whatever a failed previous job left behind is unreferenced by now
+        family = self.family
+
+        height, width = request.start_image.shape[:2]
+        size = plan.bucket(family.resolution, family.size_multiple, request.aspect, (width, height))
+        calls = plan.segments(request.shots, family.fps, family.frame_quantum, family.max_seconds)
+        start = plan.fit(request.start_image, size)
+        end = plan.fit(request.end_image, size) if request.end_image is not None else None
+        negative = request.negative_prompt if request.negative_prompt is not None else family.negative_prompt
+        progress.log(
+            f"{family.name}: {len(request.shots)} shot(s) in {len(calls)} call(s), "
+            f"{plan.total_frames(calls)} frames at {size[0]}x{size[1]}, {family.fps} fps, {family.steps} steps"
+        )
+
+        outputs: list[Output] = []
+        failure = None
+        started = time.monotonic()
+        try:
+            image = start
+            for index, segment in enumerate(calls):
+                call = Call(
+                    prompt=segment.prompt, negative_prompt=negative, image=image,
+                    last_image=end if index == len(calls) - 1 else None,
+                    width=size[0], height=size[1], frames=segment.frames, fps=family.fps,
+                    steps=family.steps, cfg=request.guidance, seed=request.seed + index,
+                )
+                output = self.runner.run(self.pipe, family, call, self._on_step(progress, index, len(calls)))
+                outputs.append(output)
+                image = plan.fit(output.frames[-1], size)  # the next call starts where this one ended
+        except Exception as exc:
+            if not loading.is_out_of_memory(exc):
+                raise  # Cancelled included: the worker records the job as cancelled
+            failure = str(exc).splitlines()[0]
+        if failure is not None:
+            # Outside the except block the traceback, and the tensors its frames hold, are gone.
+            outputs.clear()
+            loading.free_memory()
+            raise EngineError(
+                f"the GPU ran out of memory making {plan.total_frames(calls)} frames at {size[0]}x{size[1]} "
+                f"with {self.options.model} ({failure}); try a shorter duration, or the offload / vae_tiling "
+                "options on this model",
+                error_type="out_of_memory",
+                status=503,
+            )
+        return self._clip(outputs, size, calls, time.monotonic() - started, request.guidance)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _refuse_unsupported(self, request: GenerationRequest) -> None:
+        caps = self.capabilities
+        used = [
+            (request.static_mask is not None and not caps.motion_brush, "static_mask_url", "motion brush masks"),
+            (bool(request.dynamic_masks) and not caps.motion_brush, "dynamic_masks", "motion brush masks"),
+            (request.camera is not None and not caps.camera, "camera_control", "camera control"),
+            (request.end_image is not None and not caps.end_frame, "end_image_url", "an end frame"),
+            (request.audio and not caps.audio, "generate_audio", "audio generation"),
+        ]
+        for refused, field, feature in used:
+            if refused:
+                raise EngineError(
+                    f"{field}: {feature} is not supported by the diffusion engine's model "
+                    f"{self.options.model} ({self.family.name})",
+                    error_type="feature_not_supported",
+                    loc=("body", field),
+                )
+
+    def _on_step(self, progress: Progress, call_index: int, calls: int):
+        steps, total = self.family.steps, self.family.steps * calls
+
+        def on_step_end(pipe, step: int, timestep, callback_kwargs: dict) -> dict:
+            done = min(total, call_index * steps + step + 1)
+            progress.report(done / total, f"step {done}/{total}")  # raises Cancelled once cancelled
+            return {}
+
+        return on_step_end
+
+    def _clip(self, outputs: list[Output], size: tuple[int, int], calls: list, seconds: float, cfg: float) -> Clip:
+        # Every call after the first starts on the frame the previous one ended on: drop the repeat.
+        parts = [outputs[0].frames] + [o.frames[1:] for o in outputs[1:]]
+        frame_count = sum(len(p) for p in parts)
+        audio = self._audio(outputs, frame_count)
+        info = {
+            "engine": self.name,
+            "model": self.options.model,
+            "family": self.family.name,
+            "steps": self.family.steps,
+            "guidance_scale": round(plan.guidance_scale(cfg, self.family.guidance), 4),
+            "calls": len(calls),
+            "generate_seconds": round(seconds, 3),
+            **self.speed_settings,
+        }
+        return Clip(
+            fps=self.family.fps, width=size[0], height=size[1], frame_count=frame_count,
+            frames=_frames(parts), audio=audio, info=info,
+        )
+
+    def _audio(self, outputs: list[Output], frame_count: int) -> Audio | None:
+        if outputs[0].audio is None:
+            return None
+        rate = outputs[0].audio.sample_rate
+        one_frame = round(rate / self.family.fps)  # the audio under each dropped repeat frame
+        tracks = [outputs[0].audio.samples] + [o.audio.samples[:, one_frame:] for o in outputs[1:]]
+        samples = np.concatenate(tracks, axis=1)
+        wanted = round(frame_count / self.family.fps * rate)
+        if samples.shape[1] < wanted:
+            samples = np.pad(samples, ((0, 0), (0, wanted - samples.shape[1])))
+        return Audio(np.ascontiguousarray(samples[:, :wanted], dtype=np.float32), rate)
+
+
+def _frames(parts: list[np.ndarray]) -> Iterator[np.ndarray]:
+    for part in parts:
+        yield from part
+
+
+def create(options: dict) -> DiffusionEngine:
+    return DiffusionEngine.load(options)
+
+
+__all__ = ["DiffusionEngine", "create"]

@@ -1,0 +1,62 @@
+"""LTX-Video 0.9.x through ``LTXConditionPipeline``: image keyframes at any frame index.
+
+The published folders name ``LTXPipeline`` (text to video); the condition pipeline has the same
+components and places the start image at frame 0 and the end image at the last frame.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from stillreel.engines.diffusion.call import Call, Output, StepCallback, generator, video_to_uint8
+from stillreel.engines.diffusion.families import Family
+from stillreel.engines.diffusion.plan import guidance_scale
+
+
+def load(model: str, dtype: torch.dtype):
+    from diffusers import LTXConditionPipeline
+
+    return LTXConditionPipeline.from_pretrained(model, torch_dtype=dtype)
+
+
+def denoisers(pipe) -> list:
+    return [pipe.transformer]
+
+
+def frame_quantum(pipe) -> int:
+    return int(pipe.vae_temporal_compression_ratio * pipe.transformer_temporal_patch_size)
+
+
+def size_multiple(pipe) -> int:
+    # The pipeline insists on multiples of 32 whatever the VAE (real checkpoints compress 32× anyway).
+    return math.lcm(32, int(pipe.vae_spatial_compression_ratio * pipe.transformer_spatial_patch_size))
+
+
+def run(pipe, family: Family, call: Call, on_step_end: StepCallback) -> Output:
+    from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+    conditions = [LTXVideoCondition(image=call.image, frame_index=0)]
+    if call.last_image is not None:
+        conditions.append(LTXVideoCondition(image=call.last_image, frame_index=call.frames - 1))
+    guidance = guidance_scale(call.cfg, family.guidance)
+    kwargs = dict(
+        conditions=conditions,
+        prompt=call.prompt,
+        negative_prompt=call.negative_prompt if guidance > 1.0 else None,
+        height=call.height,
+        width=call.width,
+        num_frames=call.frames,
+        frame_rate=call.fps,
+        num_inference_steps=call.steps,
+        guidance_scale=guidance,
+        generator=generator(call.seed),
+        output_type="pt",
+        callback_on_step_end=on_step_end,
+    )
+    if pipe.vae.config.timestep_conditioning:
+        # 0.9.1+ VAEs denoise while decoding; these are the values Lightricks' examples use.
+        kwargs.update(decode_timestep=0.05, decode_noise_scale=0.025)
+    out = pipe(**kwargs)
+    return Output(video_to_uint8(out.frames[0]))
