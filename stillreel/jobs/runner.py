@@ -14,6 +14,8 @@ pipe, child → parent:
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 import traceback
 from pathlib import Path
@@ -47,6 +49,7 @@ class _PipeProgress:
         self.conn = conn
         self.cancel_event = cancel_event
         self._last = 0.0
+        self._parent = os.getppid()
 
     @property
     def cancelled(self) -> bool:
@@ -55,6 +58,8 @@ class _PipeProgress:
     def report(self, fraction: float, message: str | None = None) -> None:
         if self.cancel_event.is_set():
             raise Cancelled()
+        if os.getppid() != self._parent:  # the worker died (SIGKILL): its job belongs to another now
+            os._exit(1)
         now = time.monotonic()
         if message is not None or now - self._last >= 0.1 or fraction >= 1.0:
             self._last = now
@@ -68,6 +73,10 @@ def child_main(conn, cancel_event, settings: Settings) -> None:
     from stillreel.media.inputs import Fetcher
     from stillreel.storage import open_storage
 
+    # Ctrl-C and SIGTERM reach the whole process group; the worker decides when this process ends
+    # (it re-queues the job first), so the runner must not die with them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
     storage = open_storage(settings)
     fetcher = Fetcher(storage, settings.limits)
