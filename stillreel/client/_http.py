@@ -189,8 +189,9 @@ async def walk_uploads_async(value: Any, upload) -> Any:
     return value
 
 
-def parts(size: int, part_size: int = PART_SIZE) -> list[tuple[int, int, int]]:
+def parts(size: int, part_size: int | None = None) -> list[tuple[int, int, int]]:
     """(part number from 1, offset, length) covering ``size`` bytes."""
+    part_size = part_size or PART_SIZE
     return [(i + 1, off, min(part_size, size - off)) for i, off in enumerate(range(0, size, part_size))]
 
 
