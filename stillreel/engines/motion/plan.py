@@ -175,11 +175,13 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
     ]
     if request.negative_prompt:
         notes.append("negative_prompt is ignored (nothing is generated)")
-    if request.camera is None and (request.end_image is not None or strokes or static is not None):
-        notes.append("camera stays still (masks or an end image, and no camera_control)")
+    if request.camera is None and (strokes or static is not None):
+        notes.append("camera stays still (motion-brush masks and no camera_control)")
 
     parts: list[Renderer] = []
-    still_by_default = request.end_image is not None or bool(strokes) or static is not None
+    # With masks (and no camera_control) the camera stays still: a static region must stay put.
+    # The shot that morphs into an end image has no camera at all: it must land on that image.
+    still_by_default = bool(strokes) or static is not None
     n_shots = len(request.shots)
     focus = None
     for k, shot in enumerate(request.shots):
@@ -188,7 +190,8 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
         if last and request.end_image is not None:
             end = request.end_image
             parts.append(Morph(lambda: cover.image(image), lambda: end_cover.image(end), frames))
-            notes.append(f"shot {k + 1}: morphs into the end image along optical flow")
+            notes.append(f"{'shot ' + str(k + 1) + ': ' if n_shots > 1 else ''}camera still; morphs into the "
+                         "end image along optical flow")
             continue
         share = 1.0
         if k > 0:
