@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -26,6 +27,8 @@ from stillreel.jobs.worker import Worker
 from stillreel.storage import open_storage
 
 log = logging.getLogger("stillreel")
+SWEEP_EVERY_S = 3600.0
+ABANDONED_UPLOAD_S = 24 * 3600.0
 
 
 class Services:
@@ -53,21 +56,26 @@ class Services:
         for worker in self.workers:
             self._spawn(worker.run, "stillreel-worker")
         self._spawn(self.dispatcher.run, "stillreel-webhooks")
-        if not self.workers:  # workers elsewhere keep leases in order; still expire start deadlines here
-            self._spawn(self._maintain, "stillreel-maintenance")
+        self._spawn(self._housekeeping, "stillreel-housekeeping")
 
     def _spawn(self, target, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 
-    def _maintain(self) -> None:
+    def _housekeeping(self) -> None:
+        last_sweep = 0.0
         while not self._stop.wait(1.0):
             try:
-                if self.store.maintain(self.settings.max_attempts):
+                # Local workers run maintenance themselves; with workers elsewhere (scale-out),
+                # the API still expires start deadlines and re-queues lost leases.
+                if not self.workers and self.store.maintain(self.settings.max_attempts):
                     self.changes.notify(None)
+                if time.monotonic() - last_sweep > SWEEP_EVERY_S:
+                    last_sweep = time.monotonic()
+                    self.storage.sweep(ABANDONED_UPLOAD_S)  # half-finished multipart uploads
             except Exception:
-                log.exception("maintenance failed")
+                log.exception("housekeeping failed")
 
     def stop(self) -> None:
         self._stop.set()
@@ -128,13 +136,13 @@ def create_app(settings: Settings, *, run_services: bool = True) -> FastAPI:
     async def request_get(path: str, request: Request):
         if queue.split_request_path(path) is None:
             raise HTTPException(404, "Not Found")
-        return await queue.request_get(path, request, deps.caller(request))
+        return await queue.request_get(path, request, await deps.caller(request))
 
     @app.put("/{path:path}")
     async def request_put(path: str, request: Request):
         if queue.split_request_path(path) is None:
             raise HTTPException(404, "Not Found")
-        return await queue.request_cancel(path, request, deps.caller(request))
+        return await queue.request_cancel(path, request, await deps.caller(request))
 
     @app.post("/{endpoint_id:path}")
     async def run(endpoint_id: str, request: Request, who: deps.Caller = Depends(deps.caller)):

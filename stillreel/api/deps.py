@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from stillreel.config import Settings
 
@@ -36,11 +37,12 @@ def base_url(request: Request) -> str:
     return f"{proto}://{host}"
 
 
-def caller(request: Request) -> Caller:
+async def caller(request: Request) -> Caller:
     """FastAPI dependency: the authenticated caller, or 401 in fal's shape.
 
     Accepts ``Authorization: Key KEY_ID:SECRET`` (fal's scheme) and ``Bearer`` tokens issued by
-    ``/storage/auth/token`` (fal's CDN uploads use those).
+    ``/storage/auth/token`` (fal's CDN uploads use those). Async, and answered from the keys'
+    short-lived cache when it can be, because status polls arrive at 10 Hz per client.
     """
     found = getattr(request.state, "caller", None)
     if found is not None:
@@ -53,9 +55,11 @@ def caller(request: Request) -> Caller:
     keys = request.app.state.keys
     key_id = None
     if scheme.lower() == "key" and credentials:
-        key_id = keys.verify(credentials)
+        key_id = keys.cached(credentials)
+        if key_id is keys.MISSING:
+            key_id = await run_in_threadpool(keys.verify, credentials)
     elif scheme.lower() == "bearer" and credentials:
-        key_id = keys.verify_token(credentials)
+        key_id = await run_in_threadpool(keys.verify_token, credentials)
     if key_id is None:
         raise HTTPException(
             status_code=401,

@@ -25,7 +25,8 @@ KEEPALIVE_S = 15.0
 
 
 def _urls(base: str, job: Job) -> dict:
-    root = f"{base}/queue/{find(job.endpoint_id).app if find(job.endpoint_id) else job.endpoint_id}/requests/{job.id}"
+    endpoint = find(job.endpoint_id)
+    root = f"{base}/queue/{endpoint.app if endpoint else job.endpoint_id}/requests/{job.id}"
     return {"response_url": root, "status_url": f"{root}/status", "cancel_url": f"{root}/cancel"}
 
 
@@ -46,11 +47,11 @@ def error_message(job: Job) -> str | None:
     return str(detail)
 
 
-def status_body(store, job: Job, base: str, logs: list[dict] | None) -> dict:
+def status_body(job: Job, base: str, position: int | None, logs: list[dict] | None) -> dict:
     """fal's status JSON. ``logs``: None to send ``"logs": null``, else the log rows to include."""
     body = {"request_id": job.id, **_urls(base, job)}
     if job.status == QUEUED:
-        body.update(status="IN_QUEUE", queue_position=store.position(job))
+        body.update(status="IN_QUEUE", queue_position=position or 0)
         return body
     items = _log_items(logs) if logs is not None else None
     if not job.terminal:
@@ -71,8 +72,8 @@ def _wants_logs(request: Request) -> bool:
     return request.query_params.get("logs", "0").lower() in ("1", "true", "yes")
 
 
-def find_job(request: Request, prefix: str, job_id: str, who: deps.Caller) -> Job:
-    job = request.app.state.store.get(job_id)
+def check_access(job: Job | None, prefix: str, who: deps.Caller) -> Job:
+    """404 unless ``job`` exists under this app (or endpoint) path and belongs to the caller."""
     endpoint = find(job.endpoint_id) if job else None
     known = job is not None and prefix.strip("/") in (job.endpoint_id, endpoint.app if endpoint else "")
     if not known or (who.key_id is not None and job.key_id not in (None, who.key_id)):
@@ -172,23 +173,22 @@ async def request_get(path: str, request: Request, who: deps.Caller):
     if split is None:
         raise HTTPException(404, "Not Found")
     prefix, job_id, tail = split
+    if tail not in ("", "status", "status/stream"):
+        raise HTTPException(404, "Not Found")
     store = request.app.state.store
-    job = await run_in_threadpool(find_job, request, prefix, job_id, who)
+    with_logs = tail == "status" and _wants_logs(request)
+    job, position, logs = await run_in_threadpool(store.snapshot, job_id, 0 if with_logs else None)
+    check_access(job, prefix, who)
     if tail == "":
         return result_response(job)
     if tail == "status":
-        def build():
-            return status_body(store, job, deps.base_url(request),
-                               store.logs(job.id) if _wants_logs(request) and job.status != QUEUED else None)
-        body = await run_in_threadpool(build)
+        body = status_body(job, deps.base_url(request), position, logs)
         return JSONResponse(body, status_code=200 if job.terminal else 202, headers={"x-fal-request-id": job.id})
-    if tail == "status/stream":
-        return StreamingResponse(
-            _stream(request, job, _wants_logs(request)),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "x-fal-request-id": job.id},
-        )
-    raise HTTPException(404, "Not Found")
+    return StreamingResponse(
+        _stream(request, job, _wants_logs(request)),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "x-fal-request-id": job.id},
+    )
 
 
 async def _stream(request: Request, job: Job, with_logs: bool):
@@ -199,12 +199,8 @@ async def _stream(request: Request, job: Job, with_logs: bool):
     last_sent = None
     last_write = time.monotonic()
     while True:
-        def snapshot(job_id=job.id, after=last_log):
-            current = store.get(job_id)
-            rows = store.logs(job_id, after) if with_logs and current.status != QUEUED else []
-            return current, rows, status_body(store, current, base, rows if with_logs else None)
-
-        job, rows, body = await run_in_threadpool(snapshot)
+        job, position, rows = await run_in_threadpool(store.snapshot, job.id, last_log if with_logs else None)
+        body = status_body(job, base, position, rows)
         if rows:
             last_log = rows[-1]["seq"]
         key = {k: v for k, v in body.items() if k != "logs"}
@@ -229,7 +225,7 @@ async def request_cancel(path: str, request: Request, who: deps.Caller):
     prefix, job_id, _ = split
     store = request.app.state.store
     try:
-        await run_in_threadpool(find_job, request, prefix, job_id, who)
+        check_access(await run_in_threadpool(store.get, job_id), prefix, who)
     except HTTPException:
         return JSONResponse({"status": "NOT_FOUND", "detail": "Request not found"}, status_code=404)
     outcome = await run_in_threadpool(store.cancel, job_id)

@@ -99,6 +99,13 @@ class Keys:
 
     # -- verification ------------------------------------------------------------------------
 
+    MISSING = object()
+
+    def cached(self, credentials: str):
+        """The remembered answer for these credentials, or ``Keys.MISSING``."""
+        hit = self._cache.get(credentials)
+        return hit[1] if hit and hit[0] > time.monotonic() else self.MISSING
+
     def verify(self, credentials: str) -> str | None:
         """The key id for valid ``KEY_ID:SECRET`` credentials, else None."""
         key_id, sep, secret = credentials.partition(":")
@@ -107,10 +114,9 @@ class Keys:
         digest = _hash(secret)
         # Status polls arrive at 10 Hz per client: remember recent answers for a few seconds
         # (a revoked key stops working within that time on other replicas, at once on this one).
-        cached = self._cache.get(credentials)
         now = time.monotonic()
-        if cached and cached[0] > now:
-            return cached[1]
+        if (hit := self.cached(credentials)) is not self.MISSING:
+            return hit
         with self.store.read() as conn:
             row = conn.execute(
                 sa.select(api_keys.c.secret_hash).where(

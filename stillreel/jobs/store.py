@@ -25,6 +25,7 @@ SUCCEEDED, FAILED, CANCELED, TIMED_OUT = "SUCCEEDED", "FAILED", "CANCELED", "TIM
 TERMINAL = (SUCCEEDED, FAILED, CANCELED, TIMED_OUT)
 ACTIVE = (RUNNING, CANCELING)
 PRIORITIES = {"low": 0, "normal": 1, "high": 2}
+FINAL_CACHE_SIZE = 5000
 
 metadata = sa.MetaData()
 
@@ -187,6 +188,7 @@ class JobStore:
         self.url = url
         self.engine = make_engine(url)
         self.sqlite = url.startswith("sqlite")
+        self._final: dict[str, tuple[Job, list[dict]]] = {}
         metadata.create_all(self.engine)
 
     def close(self) -> None:
@@ -244,28 +246,61 @@ class JobStore:
         return Job(**row) if row else None
 
     def get(self, job_id: str) -> Job | None:
+        if job_id in self._final:
+            return self._final[job_id][0]
         with self.read() as conn:
-            return self._get(conn, job_id)
+            return self._remember(self._get(conn, job_id), conn)
+
+    def _remember(self, job: Job | None, conn) -> Job | None:
+        # Terminal states are final, so a finished request (polled at 10 Hz by some clients)
+        # is answered from memory: its row and its logs can no longer change.
+        if job is not None and job.terminal and job.id not in self._final:
+            if len(self._final) >= FINAL_CACHE_SIZE:
+                self._final.pop(next(iter(self._final)))
+            self._final[job.id] = (job, self._logs(conn, job.id, 0))
+        return job
 
     def position(self, job: Job) -> int:
+        with self.read() as conn:
+            return self._position(conn, job)
+
+    def _position(self, conn, job: Job) -> int:
         """Rows ahead of ``job`` in the queue: higher priority first, then submit order."""
         r = requests.c
-        with self.read() as conn:
-            return conn.execute(
-                sa.select(sa.func.count()).select_from(requests).where(
-                    r.status == QUEUED,
-                    sa.or_(r.priority > job.priority, sa.and_(r.priority == job.priority, r.seq < job.seq)),
-                )
-            ).scalar_one()
+        return conn.execute(
+            sa.select(sa.func.count()).select_from(requests).where(
+                r.status == QUEUED,
+                sa.or_(r.priority > job.priority, sa.and_(r.priority == job.priority, r.seq < job.seq)),
+            )
+        ).scalar_one()
 
     def logs(self, job_id: str, after: int = 0) -> list[dict]:
+        if job_id in self._final:
+            return [entry for entry in self._final[job_id][1] if entry["seq"] > after]
         with self.read() as conn:
-            rows = conn.execute(
-                sa.select(request_logs)
-                .where(request_logs.c.request_id == job_id, request_logs.c.seq > after)
-                .order_by(request_logs.c.seq)
-            ).mappings()
-            return [dict(r) for r in rows]
+            return self._logs(conn, job_id, after)
+
+    def _logs(self, conn, job_id: str, after: int) -> list[dict]:
+        rows = conn.execute(
+            sa.select(request_logs)
+            .where(request_logs.c.request_id == job_id, request_logs.c.seq > after)
+            .order_by(request_logs.c.seq)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+    def snapshot(self, job_id: str, logs_after: int | None = None) -> tuple[Job | None, int | None, list[dict] | None]:
+        """One consistent read for a status answer: the job, its queue position while queued, and
+        its log lines after ``logs_after`` (None: no logs wanted)."""
+        if job_id in self._final:
+            job = self._final[job_id][0]
+            return job, None, None if logs_after is None else self.logs(job_id, logs_after)
+        with self.read() as conn:
+            job = self._remember(self._get(conn, job_id), conn)
+            if job is None:
+                return None, None, None
+            if job.status == QUEUED:
+                return job, self._position(conn, job), None
+            return job, None, None if logs_after is None else self._logs(conn, job_id, logs_after)
 
     def history(self, key_id: str | None, limit: int = 20) -> list[Job]:
         with self.read() as conn:

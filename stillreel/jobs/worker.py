@@ -206,7 +206,7 @@ class Worker:
     def _finish(self, job: Job, outcome: tuple, out_path: Path, logs: list) -> None:
         kind = outcome[0]
         if kind == "done":
-            stored = self.storage.put_file(out_path, file_name="output.mp4", content_type="video/mp4")
+            stored = self.storage.put_file(out_path, file_name="output.mp4", content_type="video/mp4", move=True)
             video = {
                 "url": self.storage.url(stored.key, job.base_url),
                 "content_type": "video/mp4",
