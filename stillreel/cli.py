@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from stillreel.config import Limits, Settings, load_config_file
+from stillreel.config import MiB, Limits, Settings, load_config_file
 from stillreel.engines import EngineSpec
 
 app = typer.Typer(help="stillreel: fal's Kling image-to-video API on your own machine.", no_args_is_help=True)
@@ -84,6 +84,9 @@ def serve(
     config: Optional[Path] = ConfigFile,
     allow_private_urls: bool = typer.Option(False, "--allow-private-urls", help="Let inputs be fetched from loopback/private addresses."),
     max_queue: Optional[int] = typer.Option(None, "--max-queue", help="Default fal_max_queue_length."),
+    max_input_mb: float = typer.Option(50, "--max-input-mb", help="Largest input file (image, mask) fetched or inlined."),
+    max_upload_mb: float = typer.Option(2048, "--max-upload-mb", help="Largest file accepted by the upload routes."),
+    max_image_megapixels: float = typer.Option(40, "--max-image-megapixels", help="Largest decoded input image."),
     lease_seconds: float = typer.Option(30.0, "--lease-seconds", help="How long a silent worker keeps a request."),
     cancel_grace: float = typer.Option(10.0, "--cancel-grace", help="Seconds a cancelled generation gets to stop before it is killed."),
     webhook_backoff: Optional[str] = typer.Option(None, "--webhook-backoff", help="Comma-separated retry delays in seconds (default: 10 attempts over ~2 h)."),
@@ -101,7 +104,9 @@ def serve(
     settings = _settings(
         data_dir, database_url, storage_url, engine, model, config, host=host, port=port,
         public_url=public_url, auth=not no_auth, workers=workers, default_max_queue=max_queue,
-        limits=Limits(allow_private_urls=allow_private_urls), lease_s=lease_seconds, cancel_grace_s=cancel_grace,
+        limits=Limits(allow_private_urls=allow_private_urls, max_input_bytes=int(max_input_mb * MiB),
+                      max_upload_bytes=int(max_upload_mb * MiB), max_image_pixels=int(max_image_megapixels * 1e6)),
+        lease_s=lease_seconds, cancel_grace_s=cancel_grace,
         **({"webhook_backoff_s": _delays(webhook_backoff)} if webhook_backoff else {}),
     )
     try:

@@ -245,7 +245,8 @@ def test_start_timeout_and_queue_length(client):
     late = submit(client, headers={"X-Fal-Request-Timeout": "1"})
     status = wait(client, late, timeout=15)
     assert status["error_type"] == "request_timeout"
-    assert client.get(late["response_url"]).status_code == 504
+    timed_out = client.get(late["response_url"])
+    assert timed_out.status_code == 504 and timed_out.headers["X-Fal-Request-Timeout-Type"] == "user"
     full = client.post(f"/queue/{V2}", json={"prompt": "x", "image_url": IMAGE}, params={"fal_max_queue_length": 0})
     assert full.status_code == 503 and full.headers["Retry-After"]
     wait(client, blocker)

@@ -135,6 +135,8 @@ def result_response(job: Job) -> JSONResponse:
     body = dict(job.error or {"detail": "failed"})
     if job.error_type:
         headers["x-fal-error-type"] = job.error_type
+        if job.error_type == "request_timeout":  # fal's marker: the caller's own deadline, never retried
+            headers["X-Fal-Request-Timeout-Type"] = "user"
         if not isinstance(body.get("detail"), list):
             body["error_type"] = job.error_type
     return JSONResponse(body, status_code=job.error_status or 500, headers=headers)
