@@ -33,13 +33,14 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from stillreel.client import errors as E
 from stillreel.client.types import Status
 
 DEFAULT_APP = "fal-ai/kling-video"
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # no hard wraps: scripts grep this
 
 
 class Exit(IntEnum):
@@ -57,7 +58,7 @@ class Exit(IntEnum):
 
 
 def fail(code: Exit, message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True)
     return typer.Exit(int(code))
 
 

@@ -30,7 +30,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 # Runs the CLI with this interpreter whether or not the console script is installed.
-_CLI = [sys.executable, "-c", "import sys; sys.argv[0] = 'stillreel'; from stillreel.cli import app; app()"]
+CLI_COMMAND = [sys.executable, "-c", "import sys; sys.argv[0] = 'stillreel'; from stillreel.cli import app; app()"]
 
 
 def free_port() -> int:
@@ -39,11 +39,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def merged_env(env: dict | None) -> dict:
+    """``os.environ`` updated with ``env``; a value of None removes that variable."""
+    merged = dict(os.environ)
+    for name, value in (env or {}).items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return merged
+
+
 def cli(*args: str, env: dict | None = None, timeout: float = 60, check: bool = True,
         input: str | None = None) -> subprocess.CompletedProcess:
-    """Run ``stillreel ARGS...`` to completion and return the finished process (text mode)."""
-    proc = subprocess.run([*_CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO,
-                          env={**os.environ, **(env or {})}, input=input)
+    """Run ``stillreel ARGS...`` to completion and return the finished process (text mode).
+    ``env`` is merged into ``os.environ`` (None removes a variable)."""
+    proc = subprocess.run([*CLI_COMMAND, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO,
+                          env=merged_env(env), input=input)
     if check and proc.returncode != 0:
         raise RuntimeError(f"stillreel {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -74,10 +86,10 @@ class LiveServer:
               ready_timeout: float = 90.0) -> LiveServer:
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env = merged_env({"PYTHONUNBUFFERED": "1", **(env or {})})
         key = create_key(data_dir, env=env) if auth else None
         port = free_port()
-        command = [*_CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+        command = [*CLI_COMMAND, "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
         if engine:
             command += ["--engine", engine]
         if not auth:
