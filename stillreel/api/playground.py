@@ -82,12 +82,12 @@ def _shell(title: str, description: str) -> HTMLResponse:
     )
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def endpoint_list() -> HTMLResponse:
     return _shell("stillreel playground", "Try the Kling image-to-video endpoints this server runs.")
 
 
-@router.get("/models/{endpoint_id:path}", response_class=HTMLResponse)
+@router.api_route("/models/{endpoint_id:path}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def endpoint_page(endpoint_id: str) -> HTMLResponse:
     endpoint = registry.find(endpoint_id)
     if endpoint is None:
@@ -95,7 +95,7 @@ def endpoint_page(endpoint_id: str) -> HTMLResponse:
     return _shell(f"{endpoint.title} · stillreel", endpoint.description)
 
 
-@router.get("/static/{asset_path:path}")
+@router.api_route("/static/{asset_path:path}", methods=["GET", "HEAD"])
 def static_asset(asset_path: str, request: Request) -> Response:
     build, _, rest = asset_path.partition("/")
     versioned = build == _build() and rest

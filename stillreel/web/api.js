@@ -55,7 +55,7 @@ export async function api(path, { method = "GET", json, body, headers = {}, sign
   }
   const response = await fetch(path, init);
   if (response.status === 401 && config.auth && retryAuth) {
-    await askKey("The server did not accept this key. Enter another one.");
+    await askKey(getKey() ? "The server did not accept this key. Enter another one." : "");
     return api(path, { method, json, body, headers, signal, retryAuth: false });
   }
   const data = await readBody(response);

@@ -3,7 +3,7 @@
 
 import { api, loadConfig, getConfig, getKey, installKeyDialog } from "./api.js";
 import { h, clear, copyText } from "./dom.js";
-import { EndpointForm } from "./form.js";
+import { EndpointForm, inputSchema } from "./form.js";
 import { RunPanel } from "./queue.js";
 import { History, shortName } from "./history.js";
 import { CodePanel } from "./code.js";
@@ -37,19 +37,39 @@ async function loadEndpoints() {
   return Array.isArray(data) ? data : data.endpoints || [];
 }
 
-const FEATURES = {
-  end_frame: "end frame", motion_brush: "motion brush", camera: "camera presets",
-  multi_shot: "multi-shot", audio: "audio", negative_prompt: "negative prompt",
-};
+// What each endpoint's schema offers (by field), and whether this server's engine honours it.
+const FEATURES = [
+  ["end frame", ["tail_image_url", "end_image_url"], "end_frame"],
+  ["motion brush", ["dynamic_masks", "static_mask_url"], "motion_brush"],
+  ["camera presets", ["camera_control"], "camera"],
+  ["multi-shot", ["multi_prompt"], "multi_shot"],
+  ["audio", ["generate_audio"], "audio"],
+  ["negative prompt", ["negative_prompt"], "negative_prompt"],
+  ["aspect ratio", ["aspect_ratio"], "aspect_ratio"],
+];
 
-function features(capabilities) {
-  return Object.entries(FEATURES).filter(([k]) => capabilities?.[k]).map(([, v]) => v);
+function featureTags(fields, capabilities) {
+  return FEATURES.filter(([, names]) => names.some((n) => fields.includes(n))).map(([label, , cap]) => {
+    const honoured = capabilities?.[cap] !== false;
+    return h("li", { class: honoured ? "" : "off", title: honoured ? "" : "this server's engine does not honour it" }, label);
+  });
+}
+
+/** The input field names of an endpoint, from its OpenAPI document. */
+async function fieldsOf(endpointId) {
+  try {
+    const { data } = await api(`/api/openapi/queue/openapi.json?endpoint_id=${encodeURIComponent(endpointId)}`);
+    return Object.keys(inputSchema(data, endpointId).schema.properties || {});
+  } catch {
+    return [];
+  }
 }
 
 // --- / --------------------------------------------------------------------------------------
 
 async function listPage() {
   const endpoints = await loadEndpoints();
+  const fields = await Promise.all(endpoints.map((e) => fieldsOf(e.id)));
   const engines = getConfig().engines || {};
   const names = [...new Set(Object.values(engines).map((e) => e.name).filter(Boolean))];
   const history = new History({ onOpen: () => {} });
@@ -58,13 +78,13 @@ async function listPage() {
       h("h1", "Playground"),
       h("p.lead", `Try the Kling image-to-video endpoints this server runs${names.length ? ` (engine: ${names.join(", ")})` : ""}. `,
         "Same API as fal.ai: point fal-client, @fal-ai/client or curl here.")),
-    h("ul.cards", endpoints.map((e) => h("li", h("a.card", { href: `/models/${e.id}` },
-      h("div.card-top", h("span.badge", e.category || "image-to-video"), h("span.price", e.price?.text || "")),
+    h("ul.cards", endpoints.map((e, i) => h("li", h("a.card", { href: `/models/${e.id}`, dataset: { endpoint: e.id } },
+      h("div.card-top", h("span.badge", e.category || "image-to-video")),
       h("h2", e.title || e.id),
       h("code.card-id", e.id),
       h("p.card-text", e.description || ""),
-      h("ul.tags", features(e.capabilities).map((f) => h("li", f))),
-      h("span.card-go", "Open playground →"))))),
+      h("ul.tags", featureTags(fields[i], e.capabilities)),
+      h("div.card-foot", h("span.price", e.price?.text ? `fal: ${e.price.text}` : ""), h("span.card-go", "Open →")))))),
     history.element);
   window.addEventListener("stillreel:key", () => history.load());
   history.load();
@@ -103,6 +123,7 @@ async function endpointPage(endpointId) {
     reuse.hidden = !input;
     reuse.onclick = () => { form.set(input); reuse.hidden = true; };
     panel.track(endpointId, requestId);
+    if (matchMedia("(max-width: 900px)").matches) panel.element.scrollIntoView({ block: "start" });
   }
 
   form.element.addEventListener("submit", async (event) => {
@@ -142,7 +163,7 @@ async function endpointPage(endpointId) {
       h("div.panel", history.element)));
   const apiTab = h("div.panel.api-panel", { dataset: { panel: "api" }, hidden: true }, code.element);
   const copyId = h("button.icon", { type: "button", title: "Copy the endpoint id", "aria-label": "Copy the endpoint id",
-    onclick: async () => { await copyText(endpointId); copyId.textContent = "✓"; setTimeout(() => { copyId.textContent = "⧉"; }, 1200); } }, "⧉");
+    onclick: async () => { await copyText(endpointId); copyId.textContent = "Copied"; setTimeout(() => { copyId.textContent = "Copy"; }, 1200); } }, "Copy");
 
   function show(tab) {
     for (const b of tabButtons) b.setAttribute("aria-selected", String(b.dataset.tab === tab));
@@ -158,10 +179,10 @@ async function endpointPage(endpointId) {
       h("div.head-meta",
         h("span.endpoint-id", h("code", endpointId), copyId),
         h("span.badge", endpoint.category || "image-to-video"),
-        endpoint.price?.text ? h("span.price", endpoint.price.text) : null,
+        endpoint.price?.text ? h("span.price", { title: "What fal.ai charges; this server bills nothing" }, `fal: ${endpoint.price.text}`) : null,
         engine?.name ? h("span.muted.small", `engine: ${engine.name}`) : null),
       endpoint.description ? h("p.lead", endpoint.description) : null,
-      h("ul.tags", features(capabilities).map((f) => h("li", f)))),
+      h("ul.tags", featureTags(Object.keys(form.schema.properties || {}), capabilities))),
     h("div.tabs", { role: "tablist" }, tabButtons),
     playground,
     apiTab);

@@ -62,12 +62,10 @@ from stillreel.compat import use_stillreel
 
 use_stillreel("${base}"${keyArg})
 
-
 def on_queue_update(update):
     if isinstance(update, fal_client.InProgress):
         for log in update.logs:
             print(log["message"])
-
 
 result = fal_client.subscribe(
     "${endpointId}",
@@ -81,10 +79,8 @@ print(result["video"]["url"])
 
 client = Client("${base}"${keyArg})
 
-
 def on_update(status):
     print(status.state, status.progress or "", *(log.message for log in status.logs))
-
 
 result = client.run(
     "${endpointId}",
@@ -153,7 +149,7 @@ export class CodePanel {
     this.lang = localStorage.getItem("stillreel.codeLang") || "python-fal";
     this.tabs = h("div.segmented.code-tabs", { role: "tablist" });
     this.install = h("p.code-install.muted.small");
-    this.code = h("code");
+    this.code = h("code.snippet");
     this.pre = h("pre.code", this.code);
     this.copyButton = h("button.ghost.small.copy", { type: "button", onclick: () => this.copy() }, "Copy");
     this.keyLine = h("pre.code.key-line");

@@ -98,7 +98,8 @@ export class EndpointForm {
       }
       const field = this.buildField(name, s, required.has(name));
       this.fields.set(name, field);
-      const important = required.has(name) || ["image", "text", "shots"].includes(field.kind) && name !== "negative_prompt";
+      // Required fields, prompt, duration and shots up front; the rest under "Additional settings".
+      const important = required.has(name) || ["prompt", "duration"].includes(name) || field.kind === "shots";
       (important ? primary : extra).append(field.wrapper);
     }
     this.linkPromptAndShots();

@@ -111,6 +111,7 @@ export class RunPanel {
     this.element = h("section.run-panel", { "aria-label": "Result" },
       h("div.row.between.run-head", h("div.run-head-text", this.statusLine, this.elapsed), this.cancelButton),
       this.progress, this.result, this.placeholder, this.logsBox);
+    this.reset();
   }
 
   reset() {
@@ -196,6 +197,7 @@ export class RunPanel {
       if (error.name !== "AbortError") this.fail(error);
     } finally {
       clearInterval(this.timer);
+      if (this.element.dataset.state === "done") this.elapsed.textContent = ""; // the status says how long
       this.cancelButton.hidden = true;
     }
   }

@@ -20,7 +20,7 @@ export function showResult({ requestId, output, seconds }) {
       h("a.button.primary.small", { href: video.url, download: name }, "Download"),
       h("a.button.ghost.small", { href: video.url, target: "_blank", rel: "noopener" }, "Open")),
     h("dl.result-meta",
-      h("div", h("dt", "Request ID"), h("dd", h("code.request-id", requestId), " ", copy)),
+      h("div.meta-wide", h("dt", "Request ID"), h("dd", h("code.request-id", requestId), " ", copy)),
       h("div", h("dt", "Generation time"), h("dd.generation-time", formatSeconds(seconds))),
       video.file_size ? h("div", h("dt", "Size"), h("dd", formatBytes(video.file_size))) : null,
       video.content_type ? h("div", h("dt", "Type"), h("dd", video.content_type)) : null));
