@@ -11,8 +11,6 @@ fails on purpose, or should cost nothing: 2.5 Turbo Standard and O3 Standard.
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 import shutil
 import subprocess
@@ -24,23 +22,16 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from browser import (FRAME_JS, KEY_STORAGE, WATCH_JS, H, W, browser, drop_image, fetch_png, image_file,  # noqa: F401
+                     new_page, same_origin_only, screenshot, upload_image, wait_finished)
 from live_server import LiveServer, png_bytes
-from PIL import Image
 from playwright.sync_api import expect
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 V1 = "fal-ai/kling-video/v1/standard/image-to-video"
 V2 = "fal-ai/kling-video/v2/master/image-to-video"
 TURBO = "fal-ai/kling-video/v2.5-turbo/standard/image-to-video"  # StepEngine
 O3 = "fal-ai/kling-video/o3/standard/image-to-video"  # StepEngine
 REPO = Path(__file__).resolve().parent.parent
-DOCS = REPO / "docs"
-KEY_STORAGE = "stillreel.apiKey"
-W, H = 640, 360  # the generated input image
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make system-deps)")
 
 
 @pytest.fixture(scope="module")
@@ -57,31 +48,6 @@ def server(tmp_path_factory):
         yield srv
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-def new_page(browser, server, *, key: bool = True, phone: bool = False):
-    """A fresh browser context (own localStorage); ``key`` stores the server's key as if typed once."""
-    options = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True,
-               "has_touch": True} if phone else {"viewport": {"width": 1280, "height": 900}}
-    context = browser.new_context(**options)
-    if key and server.key:
-        context.add_init_script(f"localStorage.setItem({KEY_STORAGE!r}, {server.key!r})")
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda e: page.errors.append(str(e)))
-    page.requested = []
-    page.on("request", lambda r: page.requested.append(r.url))
-    return page
-
-
 @pytest.fixture
 def page(browser, server):
     page = new_page(browser, server)
@@ -90,81 +56,10 @@ def page(browser, server):
     page.context.close()
 
 
-def image_file(width: int = W, height: int = H) -> dict:
-    return {"name": "input.png", "mimeType": "image/png", "buffer": png_bytes(width, height)}
-
-
-def upload_image(page, field: str = "image_url") -> str:
-    page.set_input_files(f'[data-field="{field}"] input[type=file]', image_file())
-    page.wait_for_selector(f'[data-field="{field}"] .image-status:has-text("Uploaded")')
-    return page.input_value(f"#field-{field}")
-
-
-def drop_image(page, field: str = "image_url") -> str:
-    """Drag and drop a file onto the image field (a real DataTransfer with a File in it)."""
-    page.evaluate("""([selector, b64]) => {
-      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-      const data = new DataTransfer();
-      data.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));
-      const zone = document.querySelector(selector);
-      for (const type of ['dragenter', 'dragover', 'drop'])
-        zone.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true, cancelable: true}));
-    }""", [f'[data-field="{field}"] .image-drop', base64.b64encode(png_bytes(W, H)).decode()])
-    page.wait_for_selector(f'[data-field="{field}"] .image-status:has-text("Uploaded dropped.png")')
-    return page.input_value(f"#field-{field}")
-
-
-def wait_finished(page, timeout_s: float = 120) -> str:
-    page.wait_for_function(
-        "() => ['done', 'failed', 'cancelled'].includes(document.querySelector('.run-panel')?.dataset.state)",
-        timeout=timeout_s * 1000)
-    return page.eval_on_selector(".run-panel", "el => el.dataset.state")
-
-
 def history_item(server, request_id: str) -> dict:
     with server.http() as http:
         items = http.get("/api/requests", params={"limit": 50}).raise_for_status().json()
     return next(item for item in items if item["request_id"] == request_id)
-
-
-def fetch_png(url: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(httpx.get(url, timeout=30).raise_for_status().content)).convert("L"))
-
-
-def screenshot(page, name: str) -> None:
-    if os.environ.get("STILLREEL_UPDATE_SCREENSHOTS") == "1":
-        DOCS.mkdir(exist_ok=True)
-        page.screenshot(path=str(DOCS / name))
-
-
-def same_origin_only(page, server) -> list[str]:
-    return [u for u in page.requested if not u.startswith((server.url, "data:", "blob:"))]
-
-
-# A frame of the result video, drawn to a canvas: its readyState, luminance stats, a small grey copy.
-FRAME_JS = """async (t) => {
-  const v = document.querySelector('video.result-video');
-  v.pause();
-  await new Promise((resolve) => { v.addEventListener('seeked', resolve, {once: true}); v.currentTime = t; });
-  const c = document.createElement('canvas'); c.width = 160; c.height = 90;
-  const ctx = c.getContext('2d'); ctx.drawImage(v, 0, 0, 160, 90);
-  const d = ctx.getImageData(0, 0, 160, 90).data;
-  const grey = [];
-  for (let i = 0; i < d.length; i += 4) grey.push(0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2]);
-  return {readyState: v.readyState, grey, duration: v.duration};
-}"""
-
-# Records every progress value and every log line with the panel state at that moment.
-WATCH_JS = """() => {
-  const panel = document.querySelector('.run-panel');
-  const bar = panel.querySelector('.progress');
-  window.__seen = {progress: [], logs: []};
-  new MutationObserver(() => window.__seen.progress.push(Number(bar.getAttribute('aria-valuenow'))))
-    .observe(bar, {attributes: true, attributeFilter: ['aria-valuenow']});
-  new MutationObserver((records) => {
-    for (const r of records) for (const n of r.addedNodes) window.__seen.logs.push(panel.dataset.state);
-  }).observe(panel.querySelector('.logs'), {childList: true});
-}"""
 
 
 # --- the routes, without a browser ----------------------------------------------------------
@@ -239,6 +134,12 @@ def test_form_is_built_from_the_schema(page, server):
     assert page.eval_on_selector("#field-camera_control", "el => el.options[0].value") == ""
     assert page.locator(".brush-section").count() == 1
     assert page.locator("#field-static_mask_url").count() == 0
+    # Up to six moving areas (Kling's limit), then the button stops offering more.
+    page.click(".brush-section summary")
+    for _ in range(5):
+        page.click(".chip.add")
+    assert page.locator(".chip[data-layer]").count() == 7  # static + 6
+    assert page.is_disabled(".chip.add")
 
     page.goto(f"{server.url}/models/{O3}")
     page.wait_for_selector("#field-generate_audio", state="attached")
@@ -397,12 +298,22 @@ def test_error_found_while_running_appears_next_to_its_field(page, server):
     assert page.locator('[data-field="prompt"] .field-error').inner_text() == "the test engine was asked to fail"
 
 
-def test_cancel_ends_the_request(page, server):
+def test_queue_position_then_cancel_while_running(page, server):
+    """A request behind another shows its queue position, then runs, then Cancel ends it."""
     page.goto(f"{server.url}/models/{TURBO}")
     page.fill("#field-prompt", "frames=2000 delay=0.05 a long one")
-    upload_image(page)
-    page.click(".run-button")
-    page.wait_for_function("() => document.querySelector('.run-panel').dataset.state === 'running'")
+    image_url = upload_image(page)
+    with server.http() as http:
+        blocker = http.post(f"/queue/{TURBO}", json={"prompt": "frames=2000 delay=0.05 blocker", "image_url": image_url}).json()
+        for _ in range(300):
+            if http.get(blocker["status_url"]).json()["status"] == "IN_PROGRESS":
+                break
+            time.sleep(0.1)
+        page.click(".run-button")
+        page.wait_for_function("() => document.querySelector('.run-panel').dataset.state === 'queued'")
+        assert page.inner_text(".run-status") == "In queue · next in line"
+        assert http.put(blocker["cancel_url"]).status_code == 202
+    page.wait_for_function("() => document.querySelector('.run-panel').dataset.state === 'running'", timeout=60000)
     request_id = page.eval_on_selector(".run-panel", "el => el.dataset.requestId")
     page.click(".run-panel button.danger")
     assert wait_finished(page, 60) == "cancelled"
@@ -410,6 +321,7 @@ def test_cancel_ends_the_request(page, server):
     assert page.locator(".run-panel button.danger").is_hidden()
     item = history_item(server, request_id)
     assert item["status"] == "COMPLETED" and item["error_type"] == "request_cancelled"
+    assert history_item(server, blocker["request_id"])["error_type"] == "request_cancelled"
 
 
 def test_shots_editor_checks_the_total_and_sends_multi_prompt(page, server):

@@ -126,8 +126,9 @@ export function installKeyDialog(onChange) {
     }
     setKey(key);
     dialog.close();
-    dialog._resolve?.();
   });
+  // However the dialog closes, whoever waits for a key goes on (a retry without one fails as a 401).
+  dialog.addEventListener("close", () => dialog._resolve?.());
   dialog.addEventListener("cancel", (event) => {
     // Without a key nothing works; keep the dialog unless one is already stored.
     if (!getKey()) event.preventDefault();

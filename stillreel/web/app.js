@@ -65,6 +65,12 @@ async function fieldsOf(endpointId) {
   }
 }
 
+/** fal's price for comparison ("fal: $0.045 per second"); stillreel itself bills nothing. */
+function priceText(price) {
+  const text = price?.text || "";
+  return text.startsWith("$") ? `fal: ${text}` : text;
+}
+
 // --- / --------------------------------------------------------------------------------------
 
 async function listPage() {
@@ -84,7 +90,7 @@ async function listPage() {
       h("code.card-id", e.id),
       h("p.card-text", e.description || ""),
       h("ul.tags", featureTags(fields[i], e.capabilities)),
-      h("div.card-foot", h("span.price", e.price?.text ? `fal: ${e.price.text}` : ""), h("span.card-go", "Open →")))))),
+      h("div.card-foot", h("span.price", priceText(e.price)), h("span.card-go", "Open →")))))),
     history.element);
   window.addEventListener("stillreel:key", () => history.load());
   history.load();
@@ -179,7 +185,7 @@ async function endpointPage(endpointId) {
       h("div.head-meta",
         h("span.endpoint-id", h("code", endpointId), copyId),
         h("span.badge", endpoint.category || "image-to-video"),
-        endpoint.price?.text ? h("span.price", { title: "What fal.ai charges; this server bills nothing" }, `fal: ${endpoint.price.text}`) : null,
+        endpoint.price?.text ? h("span.price", { title: "What fal.ai charges; this server bills nothing" }, priceText(endpoint.price)) : null,
         engine?.name ? h("span.muted.small", `engine: ${engine.name}`) : null),
       endpoint.description ? h("p.lead", endpoint.description) : null,
       h("ul.tags", featureTags(Object.keys(form.schema.properties || {}), capabilities))),

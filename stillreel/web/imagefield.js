@@ -49,7 +49,8 @@ export class ImageField {
 
   /** Preview `file` at once, upload it in the background; value() waits for the upload. */
   useFile(file) {
-    const local = URL.createObjectURL(file);
+    if (this.localUrl) URL.revokeObjectURL(this.localUrl);
+    const local = (this.localUrl = URL.createObjectURL(file));
     this.showPreview(local);
     this.status.textContent = `Uploading ${file.name} (${formatBytes(file.size)})…`;
     this.status.classList.remove("error");
