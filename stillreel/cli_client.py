@@ -172,7 +172,7 @@ def build_input(endpoint_id: str, *, image: str, prompt: str | None, tail_image:
     if dynamic_mask:
         data[name("--dynamic-mask", "dynamic_masks")] = [
             {"mask_url": file_value(m, "--dynamic-mask", inline=inline), "trajectories": parse_trajectory(t)}
-            for m, t in zip(dynamic_mask, trajectory)
+            for m, t in zip(dynamic_mask, trajectory, strict=True)
         ]
     if negative_prompt is not None:
         data[name("--negative-prompt", "negative_prompt")] = negative_prompt

@@ -28,6 +28,7 @@ from stillreel.client import (
     ServerError,
     Status,
     ValidationError,
+    WaitTimeout,
 )
 from stillreel.client import _http
 
@@ -145,6 +146,15 @@ def test_cancel_queued_and_running_then_cancel_again(client, image_path):
         assert handle.cancel() is False  # already completed
 
 
+def test_run_past_its_timeout_cancels_the_request(client, image_path):
+    seen = record_urls(client)
+    with pytest.raises(WaitTimeout) as err:
+        client.run(V1, {"prompt": "too long to wait for", "image_url": image_path, "duration": "10"}, timeout=0.5)
+    request_id = err.value.request_id
+    assert request_id and any(u.startswith("PUT ") and u.endswith(f"/requests/{request_id}/cancel") for u in seen)
+    assert client.wait(request_id, timeout=60).cancelled
+
+
 def test_errors_carry_the_servers_detail(client, server, image_path):
     with pytest.raises(ValidationError) as err:
         client.submit(V2, {"prompt": "x", "image_url": image_path, "duration": "7"})
@@ -182,7 +192,7 @@ def test_upload_over_100_mib_goes_multipart(client, server, tmp_path):
     path = tmp_path / "big.bin"
     digest = hashlib.sha256()
     with open(path, "wb") as f:
-        for i in range(101):
+        for _ in range(101):
             block = os.urandom(MiB)
             digest.update(block)
             f.write(block)
@@ -286,5 +296,22 @@ def test_gets_are_retried_on_503_but_a_submit_is_never_replayed():
             "GET /queue/fal-ai/kling-video/requests/r1/status?logs=0",
             f"POST /queue/{V2}",
         ]
+    finally:
+        stub.close()
+
+
+def test_a_server_without_an_event_stream_is_polled():
+    stub = Scripted([(200, {"status": "IN_PROGRESS"}),  # the stream route answers JSON, not SSE
+                     (202, {"status": "IN_PROGRESS", "logs": [{"message": "half"}], "progress": 50}),
+                     (200, {"status": "COMPLETED", "logs": [], "metrics": {"inference_time": 1.5}})])
+    try:
+        with Client(stub.url, "k:s", poll_interval=0.01) as client:
+            events = list(client.events("r2"))
+        assert [e.state for e in events] == ["IN_PROGRESS", "COMPLETED"]
+        assert events[0].progress == 50 and events[0].logs[0].message == "half"
+        assert events[1].succeeded and events[1].metrics == {"inference_time": 1.5}
+        assert stub.calls == ["GET /queue/fal-ai/kling-video/requests/r2/status/stream?logs=1",
+                              "GET /queue/fal-ai/kling-video/requests/r2/status?logs=1",
+                              "GET /queue/fal-ai/kling-video/requests/r2/status?logs=1"]
     finally:
         stub.close()

@@ -95,29 +95,40 @@ class AsyncClient:
         params = {"logs": "1" if logs else "0"}
         attempt = 0
         while True:
+            retry_in = None
             try:
                 async with aconnect_sse(self._http, "GET", url, params=params,
                                         timeout=httpx.Timeout(60.0, connect=15.0)) as source:
-                    if source.response.status_code >= 400:
-                        await source.response.aread()
-                        error = error_from_response(source.response)
+                    response = source.response
+                    if response.status_code >= 400:
+                        await response.aread()
+                        error = error_from_response(response)
                         if isinstance(error, NotFound) or error.status_code == 405:
                             async for status in self._poll(request_id, endpoint_id, logs):
                                 yield status
                             return
-                        raise error
-                    async for event in source.aiter_sse():
-                        if not event.data:
-                            continue
-                        attempt = 0
-                        status = Status.from_json(event.json())
-                        yield status
-                        if status.completed:
-                            return
-            except (httpx.TransportError, SSEError) as exc:
-                if attempt + 1 >= self.retries:
+                        if not h.should_retry(True, attempt, self.retries, None, response):
+                            raise error
+                        retry_in = h.backoff(attempt, response)
+                    else:
+                        attempt = 0  # connected: a later read timeout on a quiet stream is no failure
+                        async for event in source.aiter_sse():
+                            if not event.data:
+                                continue
+                            status = Status.from_json(event.json())
+                            yield status
+                            if status.completed:
+                                return
+            except SSEError:  # answered, but not as an event stream: fall back to polling
+                async for status in self._poll(request_id, endpoint_id, logs):
+                    yield status
+                return
+            except httpx.TransportError as exc:
+                if not h.should_retry(True, attempt, self.retries, exc, None):
                     raise h.connection_failed(url, exc) from exc
-                await asyncio.sleep(h.backoff(attempt))
+                retry_in = h.backoff(attempt)
+            if retry_in is not None:
+                await asyncio.sleep(retry_in)
                 attempt += 1
                 continue
             status = await self.status(request_id, endpoint_id=endpoint_id, logs=logs)

@@ -105,35 +105,46 @@ class Client:
     def events(self, request_id: str, *, endpoint_id: str = h.DEFAULT_APP, logs: bool = True) -> Iterator[Status]:
         """Each status change from the server's SSE stream, ending with COMPLETED.
 
-        A dropped stream is reopened (it is a GET); a server without the stream route is polled.
+        A dropped stream is reopened (it is a GET; log lines may then repeat); a server without the
+        stream route is polled instead.
         """
         url = self.routes.stream(endpoint_id, request_id)
         params = {"logs": "1" if logs else "0"}
         attempt = 0
         while True:
+            retry_in = None
             try:
                 with connect_sse(self._http, "GET", url, params=params,
                                  timeout=httpx.Timeout(60.0, connect=15.0)) as source:
-                    if source.response.status_code >= 400:
-                        source.response.read()
-                        error = error_from_response(source.response)
+                    response = source.response
+                    if response.status_code >= 400:
+                        response.read()
+                        error = error_from_response(response)
                         if isinstance(error, NotFound) or error.status_code == 405:
                             # Unknown request → the status call raises the real 404; else no SSE route.
                             yield from self._poll(request_id, endpoint_id, logs)
                             return
-                        raise error
-                    for event in source.iter_sse():
-                        if not event.data:
-                            continue
-                        attempt = 0
-                        status = Status.from_json(event.json())
-                        yield status
-                        if status.completed:
-                            return
-            except (httpx.TransportError, SSEError) as exc:
-                if attempt + 1 >= self.retries:
+                        if not h.should_retry(True, attempt, self.retries, None, response):
+                            raise error
+                        retry_in = h.backoff(attempt, response)
+                    else:
+                        attempt = 0  # connected: a later read timeout on a quiet stream is no failure
+                        for event in source.iter_sse():
+                            if not event.data:
+                                continue
+                            status = Status.from_json(event.json())
+                            yield status
+                            if status.completed:
+                                return
+            except SSEError:  # answered, but not as an event stream: fall back to polling
+                yield from self._poll(request_id, endpoint_id, logs)
+                return
+            except httpx.TransportError as exc:
+                if not h.should_retry(True, attempt, self.retries, exc, None):
                     raise h.connection_failed(url, exc) from exc
-                time.sleep(h.backoff(attempt))
+                retry_in = h.backoff(attempt)
+            if retry_in is not None:
+                time.sleep(retry_in)
                 attempt += 1
                 continue
             # The stream ended without COMPLETED (a server restart, a proxy cutting idle streams).
@@ -155,7 +166,9 @@ class Client:
              timeout: float | None = None, logs: bool = True) -> Status:
         """Block until the request completes; returns the final status (which may carry an error)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        stream = self.events(request_id, endpoint_id=endpoint_id, logs=logs)
+        # With a deadline, poll: a blocking SSE read could outlast it while the request sits quiet.
+        stream = (self.events(request_id, endpoint_id=endpoint_id, logs=logs) if deadline is None
+                  else self._poll(request_id, endpoint_id, logs))
         try:
             for status in stream:
                 if on_update:

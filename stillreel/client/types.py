@@ -37,6 +37,8 @@ class Status:
 
     ``state`` is fal's ``IN_QUEUE``, ``IN_PROGRESS`` or ``COMPLETED``. A request that failed or
     was cancelled is ``COMPLETED`` with ``error`` / ``error_type`` set (fal's convention).
+    ``logs`` are the lines sent with this status: from ``events()`` only the new ones, from
+    ``status(logs=True)`` all of them so far.
     """
 
     state: str
