@@ -47,6 +47,8 @@ def test_capabilities_and_loading_by_name():
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="size_scale"):
         create({"size_scale": 2})
+    with pytest.raises(ValueError, match="no model"):
+        create({"model": "/models/x"})
 
 
 def test_full_size_container_facts(tmp_path):

@@ -104,5 +104,13 @@ class MotionEngine:
             thread.join()
 
 
+OPTIONS = ("size_scale", "queue_frames")
+
+
 def create(options: dict | None = None) -> MotionEngine:
-    return MotionEngine(**(options or {}))
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown motion engine option(s) {', '.join(unknown)}: it takes "
+                         f"{' and '.join(OPTIONS)} (it uses no model)")
+    return MotionEngine(**options)
