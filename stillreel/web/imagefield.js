@@ -99,6 +99,9 @@ export class ImageField {
       this.onImage(this.info);
     };
     this.preview.onerror = () => {
+      this.preview.hidden = true;
+      this.placeholder.hidden = false;
+      this.drop.classList.remove("has-image");
       this.status.textContent = "The image could not be loaded for a preview.";
       this.info = null;
       this.onImage(null);
