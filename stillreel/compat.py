@@ -19,8 +19,9 @@ What the call does (fal-client 1.0.x reads these at call time, see fal-protocol.
   (``fal_client.sync_client`` / ``fal_client.async_client``, behind ``fal_client.run``,
   ``fal_client.subscribe_async`` …) may have cached, so they pick up the new key and URLs even if
   the app already used them. Clients the app built itself (``fal_client.SyncClient(key=…)``)
-  follow the new URLs on their next call; pass them in ``clients=`` if they had already uploaded a
-  file (their cached upload-token manager holds the old token URL).
+  follow the new URLs on their next call but keep their own key and caches: pass them in
+  ``clients=[…]`` to have their key replaced with stillreel's and their caches (credentials,
+  connections, the upload-token manager bound to fal's token URL) dropped too.
 
 It returns a ``Switch`` whose ``restore()`` puts everything back (useful in tests).
 """
@@ -45,6 +46,7 @@ class Switch:
     previous_constants: dict[str, Any] = field(repr=False)
     previous_fal_key: str | None = field(repr=False)
     clients: tuple = field(repr=False, default=())
+    previous_keys: list = field(repr=False, default_factory=list)  # (client, key) of clients= entries
 
     def restore(self) -> None:
         """Put the fal_client constants, ``FAL_KEY`` and the default clients back as they were."""
@@ -56,6 +58,8 @@ class Switch:
             os.environ.pop("FAL_KEY", None)
         else:
             os.environ["FAL_KEY"] = self.previous_fal_key
+        for client, key in self.previous_keys:
+            _set_key(client, key)
         _forget_cached(self.clients)
 
 
@@ -65,6 +69,10 @@ def _forget_cached(clients) -> None:
             # functools.cached_property and asyncstdlib's cached_property both keep their value in
             # the instance __dict__ (SyncClient is a frozen dataclass, so no setattr/delattr).
             client.__dict__.pop(name, None)
+
+
+def _set_key(client, key: str | None) -> None:
+    object.__setattr__(client, "key", key)  # SyncClient is a frozen dataclass
 
 
 def use_stillreel(url: str = "http://127.0.0.1:8000", key: str | None = None, *, clients=()) -> Switch:
@@ -87,6 +95,9 @@ def use_stillreel(url: str = "http://127.0.0.1:8000", key: str | None = None, *,
     fal_module.REALTIME_URL_FORMAT = "ws" + base[len("http"):] + "/"
     os.environ["FAL_KEY"] = resolved
 
+    previous_keys = [(client, client.key) for client in clients]
+    for client in clients:
+        _set_key(client, resolved)
     affected = (fal_client.sync_client, fal_client.async_client, *clients)
     _forget_cached(affected)
-    return Switch(base, resolved, previous, previous_fal_key, affected)
+    return Switch(base, resolved, previous, previous_fal_key, affected, previous_keys)

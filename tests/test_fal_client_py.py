@@ -114,6 +114,21 @@ def test_use_stillreel_points_the_unmodified_module_at_the_server(server, switch
     assert err.value.status_code == 404
 
 
+def test_use_stillreel_also_switches_clients_that_were_already_used(server, switched, image_path, monkeypatch):
+    switched.restore()  # back on fal's hosts, as in an app that used fal_client before switching
+    monkeypatch.setenv("FAL_KEY", "the-apps-fal-key")
+    own = fal_client.SyncClient(key="the-apps-fal-key")
+    try:
+        assert fal_client.sync_client._token_manager._url.startswith("https://rest.fal.ai/")  # cached now
+        assert own._token_manager._url.startswith("https://rest.fal.ai/")
+    finally:
+        use_stillreel(server.url, key=server.key, clients=[own])
+    assert own.key == server.key  # clients= are re-keyed too
+    # Uploads would go to rest.fal.ai (unreachable here) if the cached token managers had survived.
+    assert fal_client.upload_file(image_path).startswith(server.url + "/")
+    assert own.upload_file(image_path).startswith(server.url + "/")
+
+
 def test_validation_error_is_a_fal_client_http_error_with_detail(image_path):
     data_uri = fal_client.encode_file(image_path)
     with pytest.raises(fal_client.FalClientHTTPError) as err:
