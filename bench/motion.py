@@ -168,7 +168,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for seconds in (5, 10, 15):
         ours, zp = [], []
-        for r in range(args.repeat):
+        for _ in range(args.repeat):
             ours.append(child("ours", png, tmp / f"ours{seconds}.mp4", seconds, "zoom"))
             zp.append(child("zoompan", png, tmp / f"zp{seconds}.mp4", seconds, "zoom"))
         med = {k: statistics.median(x[k] for x in ours) for k in ("wall", "cpu", "peak_mb")}

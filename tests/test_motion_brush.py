@@ -94,7 +94,8 @@ def test_hole_is_filled_with_texture_not_a_smear(brush):
     frames, _ = brush
     last = frames[-1]
     hole = cv2.erode(to_out(OBJ), np.ones((7, 7), np.uint8)) > 0
-    ring = (cv2.dilate(to_out(OBJ), np.ones((31, 31), np.uint8)) > 0) & ~(cv2.dilate(to_out(OBJ), np.ones((9, 9), np.uint8)) > 0)
+    near, inner = (cv2.dilate(to_out(OBJ), np.ones((k, k), np.uint8)) > 0 for k in (31, 9))
+    ring = near & ~inner
 
     def detail(img):
         lap = np.abs(cv2.Laplacian(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F))

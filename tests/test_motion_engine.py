@@ -14,8 +14,8 @@ from stillreel.engines import capabilities as engine_capabilities
 from stillreel.engines import create as create_engine
 from stillreel.engines.base import (
     Aspect,
-    Cancelled,
     CameraPreset,
+    Cancelled,
     DynamicMask,
     EngineError,
     GenerationRequest,

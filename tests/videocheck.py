@@ -146,7 +146,9 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(((2 * ma * mb + c1) * (2 * cab + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))))
 
 
-def static_region(frames: list[np.ndarray], ref: np.ndarray, mask: np.ndarray, erode: int = 8) -> tuple[int, float, float]:
+def static_region(
+    frames: list[np.ndarray], ref: np.ndarray, mask: np.ndarray, erode: int = 8
+) -> tuple[int, float, float]:
     """(max, 99.9th percentile, mean) abs difference inside the eroded mask over all frames.
     For decoded video pass ``ref`` = decoded frame 0 (temporal stability, not codec loss)."""
     m = cv2.erode(mask, np.ones((2 * erode + 1,) * 2, np.uint8)) > 0 if erode else mask > 0

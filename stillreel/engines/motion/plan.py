@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stillreel.engines.base import DynamicMask, EngineError, GenerationRequest
+from stillreel.engines.base import Aspect, CameraPreset, DynamicMask, EngineError, GenerationRequest
 from stillreel.engines.motion import camera, shots
 from stillreel.engines.motion.geometry import FPS, Cover, nearest_aspect, output_size
 from stillreel.engines.motion.morph import Morph
@@ -131,7 +131,7 @@ def _stroke(i: int, dm: DynamicMask, image_hw: tuple[int, int], cover: Cover) ->
 
 def _camera_for(request: GenerationRequest, prompt: str, strength: float, still_by_default: bool) -> camera.Move:
     if request.camera is not None:
-        move = camera.PRESETS[request.camera]
+        move = camera.PRESETS[CameraPreset(request.camera)]
     elif still_by_default:
         return camera.STILL
     else:
@@ -153,7 +153,7 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
 
     image = request.start_image
     h, w = image.shape[:2]
-    aspect = request.aspect or nearest_aspect(w, h)
+    aspect = Aspect(request.aspect) if request.aspect else nearest_aspect(w, h)
     W, H = output_size(aspect, size_scale)
     label = aspect.value
     cover = _cover(image, W, H, label, ("aspect_ratio",) if request.aspect else ("image_url",), "input image")
@@ -189,7 +189,7 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
         last = k == n_shots - 1
         if last and request.end_image is not None:
             end = request.end_image
-            parts.append(Morph(lambda: cover.image(image), lambda: end_cover.image(end), frames))
+            parts.append(Morph(lambda: cover.image(image), lambda end=end: end_cover.image(end), frames))
             notes.append(f"{'shot ' + str(k + 1) + ': ' if n_shots > 1 else ''}camera still; morphs into the "
                          "end image along optical flow")
             continue
