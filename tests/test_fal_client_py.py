@@ -114,9 +114,9 @@ def test_use_stillreel_points_the_unmodified_module_at_the_server(server, switch
     assert err.value.status_code == 404
 
 
-def test_use_stillreel_also_switches_clients_that_were_already_used(server, switched, image_path, monkeypatch):
+def test_use_stillreel_also_switches_clients_that_were_already_used(server, switched, image_path):
     switched.restore()  # back on fal's hosts, as in an app that used fal_client before switching
-    monkeypatch.setenv("FAL_KEY", "the-apps-fal-key")
+    os.environ["FAL_KEY"] = "the-apps-fal-key"  # (use_stillreel below replaces it again)
     own = fal_client.SyncClient(key="the-apps-fal-key")
     try:
         assert fal_client.sync_client._token_manager._url.startswith("https://rest.fal.ai/")  # cached now
