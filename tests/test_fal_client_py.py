@@ -244,11 +244,14 @@ def test_cancel_queued_and_running_requests(image_path):
 
 
 def test_async_submit_status_result_and_subscribe(server, tmp_path):
+    hooks = WebhookReceiver()
+
     async def flow():
         client = fal_client.AsyncClient()  # key from FAL_KEY, set by use_stillreel
         image = Image.open(io.BytesIO(png_bytes(256, 256, seed=3)))
         data_uri = fal_client.encode_image(image, format="png")
-        first = await fal_client.submit_async(O3, arguments={"prompt": "A", "image_url": data_uri, "duration": "3"})
+        first = await fal_client.submit_async(O3, arguments={"prompt": "A", "image_url": data_uri, "duration": "3"},
+                                              webhook_url=hooks.url)
         assert isinstance(first, fal_client.AsyncRequestHandle)
         updates = []
         output = await client.subscribe(
@@ -260,7 +263,13 @@ def test_async_submit_status_result_and_subscribe(server, tmp_path):
         by_handle = await first.get()
         return updates, output, status, by_id, by_handle
 
-    updates, output, status, by_id, by_handle = asyncio.run(flow())
+    with hooks:
+        updates, output, status, by_id, by_handle = asyncio.run(flow())
+        call = hooks.wait_for(lambda c: True)
+    body = json.loads(call["body"])
+    assert body["status"] == "OK" and body["payload"] == by_id
+    jwks = httpx.get(f"{server.url}/.well-known/jwks.json", timeout=10).json()
+    assert verify_fal_webhook(call["headers"], call["body"], jwks)
     assert any(isinstance(u, fal_client.Queued) and u.position >= 0 for u in updates)
     assert any(isinstance(u, fal_client.InProgress) and u.logs for u in updates)
     assert isinstance(status, fal_client.Completed) and status.error is None
