@@ -31,6 +31,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 # Runs the CLI with this interpreter whether or not the console script is installed.
 CLI_COMMAND = [sys.executable, "-c", "import sys; sys.argv[0] = 'stillreel'; from stillreel.cli import app; app()"]
+_CLI = CLI_COMMAND  # the earlier name, still imported by tests/test_durability.py
 
 
 def free_port() -> int:
