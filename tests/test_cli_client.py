@@ -14,13 +14,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import typer
 from typer.testing import CliRunner
 from live_server import CLI_COMMAND, REPO, LiveServer, cli, free_port, merged_env, png_bytes, video_facts
 from PIL import Image
 
 from stillreel.cli import app
-from stillreel.cli_client import Exit, build_input
+from stillreel.cli_client import Exit
+from stillreel.cli_inputs import UsageError, build_input
 from stillreel.client import Client
 
 V1 = "fal-ai/kling-video/v1/standard/image-to-video"
@@ -112,9 +112,18 @@ def test_flags_map_to_each_endpoints_own_field_names(image, mask):
     (V2, dict()),                                         # no prompt
 ])
 def test_bad_flags_are_usage_errors(image, endpoint, bad):
-    with pytest.raises(typer.Exit) as err:
+    with pytest.raises(UsageError):
         build_input(endpoint, image=str(image), inline=True, **flags(**bad))
-    assert err.value.exit_code == Exit.USAGE
+    proc = sr("run", endpoint, "--image", image, *cli_flags(bad), env=NO_SERVER)
+    assert proc.returncode == Exit.USAGE and "error:" in proc.stderr
+
+
+def cli_flags(values: dict) -> list[str]:
+    out = []
+    for name, value in values.items():
+        for item in value if isinstance(value, list) else [value]:
+            out += [f"--{name.replace('_', '-')}", str(item)]
+    return out
 
 
 # --- in-process --------------------------------------------------------------------------------
