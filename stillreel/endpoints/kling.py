@@ -83,29 +83,6 @@ _CFG = (
 )
 
 
-class KlingV1StandardInput(_Input):
-    prompt: str = Field(description=_PROMPT)
-    image_url: str = Field(description=_IMAGE)
-    duration: Duration5or10 = Field("5", description=_DURATION)
-    negative_prompt: str = Field(DEFAULT_NEGATIVE_PROMPT, description=_NEGATIVE)
-    cfg_scale: float = Field(0.5, ge=0, le=1, description=_CFG)
-    tail_image_url: str | None = Field(
-        None, description="URL of the image to be used for the end of the video"
-    )
-    static_mask_url: str | None = Field(
-        None,
-        description="URL of the image for Static Brush Application Area "
-        "(Mask image created by users using the motion brush)",
-    )
-    dynamic_masks: list[DynamicMask] | None = Field(None, description="List of dynamic masks")
-    # Named in the seed's "Limitations"; optional, so the published examples stay valid.
-    aspect_ratio: AspectRatio | None = Field(
-        None, description="The aspect ratio of the generated video frame"
-    )
-    camera_control: CameraControl | None = Field(None, description="Camera control parameters")
-
-
-
 class KlingV1ProInput(_Input):
     prompt: str = Field(description=_PROMPT)
     image_url: str = Field(description=_IMAGE)
@@ -123,6 +100,24 @@ class KlingV2MasterInput(_Input):
 
 class KlingV25TurboStandardInput(KlingV2MasterInput):
     pass
+
+
+class KlingV1StandardInput(KlingV2MasterInput):
+    # v2 master's fields first (same names, defaults and order), then v1's extras.
+    tail_image_url: str | None = Field(
+        None, description="URL of the image to be used for the end of the video"
+    )
+    static_mask_url: str | None = Field(
+        None,
+        description="URL of the image for Static Brush Application Area "
+        "(Mask image created by users using the motion brush)",
+    )
+    dynamic_masks: list[DynamicMask] | None = Field(None, description="List of dynamic masks")
+    # Named in the seed's "Limitations"; optional, so the published examples stay valid.
+    aspect_ratio: AspectRatio | None = Field(
+        None, description="The aspect ratio of the generated video frame"
+    )
+    camera_control: CameraControl | None = Field(None, description="Camera control parameters")
 
 
 class KlingO3StandardInput(_Input):

@@ -1,0 +1,92 @@
+"""The five seed schemas, field for field (shared/seeds; fal-protocol.md §14.1), and the plan mapping."""
+
+from __future__ import annotations
+
+import pytest
+
+from stillreel.endpoints.registry import ENDPOINTS, InputError, Plan
+from stillreel.engines.base import Capabilities
+
+V1S = "fal-ai/kling-video/v1/standard/image-to-video"
+V1P = "fal-ai/kling-video/v1/pro/image-to-video"
+V2 = "fal-ai/kling-video/v2/master/image-to-video"
+V25 = "fal-ai/kling-video/v2.5-turbo/standard/image-to-video"
+O3 = "fal-ai/kling-video/o3/standard/image-to-video"
+NEG = "blur, distort, and low quality"
+
+EXPECTED = {
+    V1S: (["prompt", "image_url"], {"duration": "5", "negative_prompt": NEG, "cfg_scale": 0.5, "tail_image_url": None,
+                                    "static_mask_url": None, "dynamic_masks": None, "aspect_ratio": None,
+                                    "camera_control": None}),
+    V1P: (["prompt", "image_url"], {"duration": "5", "aspect_ratio": "16:9"}),
+    V2: (["prompt", "image_url"], {"duration": "5", "negative_prompt": NEG, "cfg_scale": 0.5}),
+    V25: (["prompt", "image_url"], {"duration": "5", "negative_prompt": NEG, "cfg_scale": 0.5}),
+    O3: (["image_url"], {"prompt": None, "end_image_url": None, "duration": "5", "generate_audio": False,
+                         "multi_prompt": None, "shot_type": "customize"}),
+}
+
+
+@pytest.mark.parametrize("endpoint_id", EXPECTED)
+def test_fields_required_and_defaults(endpoint_id):
+    required, defaults = EXPECTED[endpoint_id]
+    schema = ENDPOINTS[endpoint_id].input_model.model_json_schema()
+    assert schema.get("required", []) == required
+    assert set(schema["properties"]) == set(required) | set(defaults)
+    for field, value in defaults.items():
+        assert schema["properties"][field].get("default") == value, field
+
+
+def test_enums_and_ranges():
+    props = ENDPOINTS[V1S].input_model.model_json_schema()["properties"]
+    assert props["duration"]["enum"] == ["5", "10"]
+    assert props["cfg_scale"]["minimum"] == 0 and props["cfg_scale"]["maximum"] == 1
+    assert props["camera_control"]["anyOf"][0]["enum"] == ["down_back", "forward_up", "right_turn_forward", "left_turn_forward"]
+    assert props["aspect_ratio"]["anyOf"][0]["enum"] == ["16:9", "9:16", "1:1"]
+    o3 = ENDPOINTS[O3].input_model.model_json_schema()
+    assert o3["properties"]["duration"]["enum"] == [str(n) for n in range(3, 16)]
+    assert o3["$defs"]["MultiPromptElement"]["properties"]["duration"]["enum"] == [str(n) for n in range(1, 16)]
+
+
+def test_seed_examples_validate_and_plan():
+    v1 = ENDPOINTS[V1S].plan({
+        "prompt": "Snowflakes fall as a car moves forward along the road.", "image_url": "https://x/in.jpeg",
+        "duration": "5", "negative_prompt": NEG, "cfg_scale": 0.5, "static_mask_url": "https://x/static.png",
+        "dynamic_masks": [{"mask_url": "https://x/dyn.png", "trajectories": [{"x": 279, "y": 219}, {"x": 417, "y": 65}]}],
+    })
+    assert v1.seconds == 5 and v1.static_mask_url and v1.dynamic_masks[0].trajectory == ((279, 219), (417, 65))
+    o3 = ENDPOINTS[O3].plan({"prompt": "walks", "image_url": "https://x/a.png", "end_image_url": "https://x/b.png",
+                             "duration": "10", "generate_audio": False, "multi_prompt": None, "shot_type": "customize"})
+    assert o3.shots == (("walks", 10),) and o3.end_image_url == "https://x/b.png"
+    assert Plan.from_json(o3.to_json()) == o3
+
+
+def test_numbers_for_durations_are_accepted():
+    assert ENDPOINTS[V2].plan({"prompt": "p", "image_url": "u", "duration": 10}).seconds == 10
+
+
+def test_same_input_same_seed_different_input_different_seed():
+    a = ENDPOINTS[V2].plan({"prompt": "p", "image_url": "u"})
+    b = ENDPOINTS[V2].plan({"prompt": "p", "image_url": "u", "duration": "5"})
+    c = ENDPOINTS[V2].plan({"prompt": "q", "image_url": "u"})
+    assert a.seed == b.seed != c.seed
+
+
+def test_multi_shot_durations_must_add_up():
+    with pytest.raises(InputError) as err:
+        ENDPOINTS[O3].plan({"image_url": "u", "duration": "5", "multi_prompt": [{"prompt": "a"}, {"prompt": "b"}]})
+    assert err.value.detail[0]["loc"] == ["body", "multi_prompt"] and "10 s" in err.value.detail[0]["msg"]
+
+
+def test_unsupported_features_name_fal_fields():
+    plan = ENDPOINTS[O3].plan({"image_url": "u", "prompt": "p", "generate_audio": True, "end_image_url": "e"})
+    assert plan.unsupported(Capabilities(end_frame=True)) == [("generate_audio", "audio")]
+    v1 = ENDPOINTS[V1S].plan({"prompt": "p", "image_url": "u", "tail_image_url": "t", "camera_control": "down_back"})
+    assert sorted(v1.unsupported(Capabilities())) == [("camera_control", "camera"), ("tail_image_url", "end_frame")]
+    assert v1.unsupported(Capabilities(end_frame=True, camera=True)) == []
+
+
+def test_prices():
+    assert ENDPOINTS[V2].price.for_clip(10) == 2.80
+    assert ENDPOINTS[V1S].price.for_clip(5) == 0.225
+    assert ENDPOINTS[O3].price.for_clip(5, audio=True) == 0.56
+    assert ENDPOINTS[V1P].price.for_clip(5) is None
