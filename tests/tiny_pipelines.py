@@ -145,15 +145,17 @@ def ltx_video():
         attention_head_dim=8, cross_attention_dim=32, num_layers=1, caption_channels=32,
     )
     torch.manual_seed(0)
+    # Compresses like the real VAE (4×4 patches, then 2× three times: 32× in space, 8× in time), so
+    # the engine's frame quantum and size multiple come out as they do for real checkpoints.
     vae = AutoencoderKLLTXVideo(
         in_channels=3, out_channels=3, latent_channels=8,
         block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
         layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1, 1),
-        spatio_temporal_scaling=(True, True, False, False),
-        decoder_spatio_temporal_scaling=(True, True, False, False),
+        spatio_temporal_scaling=(True, True, True, False),
+        decoder_spatio_temporal_scaling=(True, True, True, False),
         decoder_inject_noise=(False, False, False, False, False),
         upsample_residual=(False, False, False, False), upsample_factor=(1, 1, 1, 1),
-        timestep_conditioning=False, patch_size=1, patch_size_t=1, encoder_causal=True, decoder_causal=False,
+        timestep_conditioning=False, patch_size=4, patch_size_t=1, encoder_causal=True, decoder_causal=False,
     )
     vae.use_framewise_encoding = False
     vae.use_framewise_decoding = False
@@ -207,12 +209,17 @@ def ltx2():
         rope_double_precision=False, causal_temporal_positioning=False, rope_type="split",
     )
     torch.manual_seed(0)
+    # The real VAE's layout with 8 channels: 4×4 patches, then spatial, temporal and two spatiotemporal
+    # halvings (32× in space, 8× in time); the ratios are given as the published config gives them.
     vae = AutoencoderKLLTX2Video(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8,), decoder_block_out_channels=(8,),
-        layers_per_block=(1,), decoder_layers_per_block=(1, 1), spatio_temporal_scaling=(True,),
-        decoder_spatio_temporal_scaling=(True,), decoder_inject_noise=(False, False),
-        downsample_type=("spatial",), upsample_residual=(False,), upsample_factor=(1,),
-        timestep_conditioning=False, patch_size=1, patch_size_t=1, encoder_causal=True, decoder_causal=False,
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8), layers_per_block=(1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1), spatio_temporal_scaling=(True, True, True, True),
+        decoder_spatio_temporal_scaling=(True, True, True), decoder_inject_noise=(False, False, False, False),
+        upsample_residual=(False, False, False), upsample_factor=(1, 1, 1), timestep_conditioning=False,
+        patch_size=4, patch_size_t=1, encoder_causal=True, decoder_causal=False,
+        spatial_compression_ratio=32, temporal_compression_ratio=8,
+        decoder_spatial_padding_mode="zeros",  # "reflect" needs latents over 1 pixel: test frames are tiny
     )
     vae.use_framewise_encoding = False
     vae.use_framewise_decoding = False

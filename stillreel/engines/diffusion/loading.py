@@ -65,9 +65,12 @@ def load(family: Family, options: DiffusionOptions, device: torch.device, dtype:
 
 
 def free_memory() -> None:
-    """Drop unreferenced tensors and hand cached CUDA blocks back, so the next job starts clean."""
-    gc.collect()
+    """Drop unreferenced tensors and hand cached CUDA blocks back, so the next job starts clean.
+
+    On a CPU-only machine there is no device cache to return and the collection would only cost time.
+    """
     if torch.cuda.is_available():
+        gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
 

@@ -18,7 +18,7 @@ from stillreel.engines.diffusion.plan import guidance_scale
 def load(model: str, dtype: torch.dtype):
     from diffusers import LTXConditionPipeline
 
-    return LTXConditionPipeline.from_pretrained(model, torch_dtype=dtype)
+    return LTXConditionPipeline.from_pretrained(model, dtype=dtype)
 
 
 def denoisers(pipe) -> list:

@@ -28,7 +28,7 @@ MODALITY_SCALE = 3.0
 def load(model: str, dtype: torch.dtype):
     from diffusers import LTX2ConditionPipeline
 
-    return LTX2ConditionPipeline.from_pretrained(model, torch_dtype=dtype)
+    return LTX2ConditionPipeline.from_pretrained(model, dtype=dtype)
 
 
 def denoisers(pipe) -> list:

@@ -26,7 +26,7 @@ def load(model: str, dtype: torch.dtype):
 
     # Per-component dtypes, as the model cards load them (absent components are skipped).
     dtypes = {"default": dtype, "vae": torch.float32, "image_encoder": torch.float32}
-    return WanImageToVideoPipeline.from_pretrained(model, torch_dtype=dtypes)
+    return WanImageToVideoPipeline.from_pretrained(model, dtype=dtypes)
 
 
 def denoisers(pipe) -> list:
