@@ -64,6 +64,7 @@ def upload_image(page, field: str = "image_url") -> str:
 
 def drop_image(page, field: str = "image_url") -> str:
     """Drag and drop a file onto the image field (a real DataTransfer with a File in it)."""
+    page.wait_for_selector(f'[data-field="{field}"] .image-drop')  # the form is built after fetches
     page.evaluate("""([selector, b64]) => {
       const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
       const data = new DataTransfer();

@@ -420,8 +420,8 @@ def test_key_is_asked_once_and_kept(browser, server):
         page.wait_for_selector('[data-field="image_url"] .image-status:has-text("Uploaded")')
         assert page.evaluate(f"localStorage.getItem({KEY_STORAGE!r})") == server.key
         page.reload()
-        page.wait_for_function("() => /Nothing yet|\\d/.test(document.querySelector('.history').innerText)"
-                               " && !document.querySelector('.history').innerText.includes('API key')")
+        page.wait_for_function("() => { const text = document.querySelector('.history')?.innerText || '';"
+                               " return /Nothing yet|\\d/.test(text) && !text.includes('API key'); }")
         assert not page.is_visible("#key-dialog")
         assert page.errors == []
     finally:
