@@ -38,7 +38,7 @@ class Runner:
 
     def start(self, timeout_s: float = 600.0) -> None:
         parent, child = _spawn.Pipe()
-        self.cancel = _spawn.Event()
+        self.cancel.clear()  # one Event for the worker's lifetime, handed to each new runner
         self.process = _spawn.Process(
             target=child_main, args=(child, self.cancel, self.settings), name="stillreel-runner", daemon=True
         )
