@@ -300,6 +300,10 @@ def test_ltx2_multi_shot_audio_lines_up_with_the_video(engine):
     assert clip.audio.samples.shape[1] == round(25 / 8 * 16000)
 
 
+def test_ltx2_soundtrack_is_dropped_unless_asked_for(engine):
+    assert engine(tiny.LTX2, fps=8).generate(request(1), NullProgress()).audio is None
+
+
 def test_wan_clip_has_no_audio_track(engine, tmp_path):
     clip = engine(tiny.WAN21_I2V, fps=8).generate(request(1), NullProgress())
     encode(clip, tmp_path / "wan.mp4")

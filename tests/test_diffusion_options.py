@@ -228,3 +228,31 @@ def test_fit_crops_to_the_bucket_aspect():
     out = np.asarray(plan.fit(img, (64, 64)))
     assert out.shape == (64, 64, 3)
     assert out[:, 8:56].min() > 200  # the centre square survives the crop: all white
+
+
+# -- a model folder's own defaults ----------------------------------------------------------------
+
+
+def test_model_folder_defaults_and_what_overrides_them(folders):
+    folder = Path(folders["ltx-video"])
+    (folder / "stillreel.toml").write_text('steps = 8\nguidance = 1.0\nresolution = "512x320"\n')
+    distilled = family({"model": str(folder)})
+    assert (distilled.steps, distilled.guidance, distilled.resolution) == (8, 1.0, (512, 320))
+    assert family({"model": str(folder), "steps": 12}).steps == 12  # the server's config wins
+    assert capabilities({"model": str(folder)}).negative_prompt is False  # guidance 1: no CFG
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [("stpes = 8\n", ["unknown option 'stpes'", "stillreel.toml"]),
+     ('model = "/elsewhere"\n', ["may not set 'model'"]),
+     ("steps = \n", ["cannot read"]),
+     ("steps = 0\n", ["'steps'"])],
+)
+def test_model_folder_defaults_are_checked(folders, text, words):
+    folder = Path(folders["wan2.1-i2v"])
+    (folder / "stillreel.toml").write_text(text)
+    with pytest.raises(OptionsError) as err:
+        family({"model": str(folder)})
+    for word in words:
+        assert word in str(err.value)

@@ -67,7 +67,8 @@ class DiffusionEngine:
         negative = request.negative_prompt if request.negative_prompt is not None else family.negative_prompt
         progress.log(
             f"{family.name}: {len(request.shots)} shot(s) in {len(calls)} call(s), "
-            f"{plan.total_frames(calls)} frames at {size[0]}x{size[1]}, {family.fps} fps, {family.steps} steps"
+            f"{plan.total_frames(calls)} frames at {size[0]}x{size[1]}, {family.fps} fps, {family.steps} steps, "
+            f"guidance {plan.guidance_scale(request.guidance, family.guidance):g}"
         )
 
         outputs: list[Output] = []
@@ -100,7 +101,7 @@ class DiffusionEngine:
                 error_type="out_of_memory",
                 status=503,
             )
-        return self._clip(outputs, size, calls, time.monotonic() - started, request.guidance)
+        return self._clip(outputs, size, calls, time.monotonic() - started, request)
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -132,17 +133,19 @@ class DiffusionEngine:
 
         return on_step_end
 
-    def _clip(self, outputs: list[Output], size: tuple[int, int], calls: list, seconds: float, cfg: float) -> Clip:
+    def _clip(self, outputs: list[Output], size: tuple[int, int], calls: list, seconds: float,
+              request: GenerationRequest) -> Clip:
         # Every call after the first starts on the frame the previous one ended on: drop the repeat.
         parts = [outputs[0].frames] + [o.frames[1:] for o in outputs[1:]]
         frame_count = sum(len(p) for p in parts)
-        audio = self._audio(outputs, frame_count)
+        # A joint audio-video model always makes a soundtrack; it is kept only when it was asked for.
+        audio = self._audio(outputs, frame_count) if request.audio else None
         info = {
             "engine": self.name,
             "model": self.options.model,
             "family": self.family.name,
             "steps": self.family.steps,
-            "guidance_scale": round(plan.guidance_scale(cfg, self.family.guidance), 4),
+            "guidance_scale": round(plan.guidance_scale(request.guidance, self.family.guidance), 4),
             "calls": len(calls),
             "generate_seconds": round(seconds, 3),
             **self.speed_settings,

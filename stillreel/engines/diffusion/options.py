@@ -2,13 +2,18 @@
 
 Options come from ``--model`` on the command line or from a ``stillreel.toml`` table
 (``[engine]`` or ``[endpoints."<id>"]``); every key but ``name`` lands here. Only ``model`` is
-required. This module imports neither torch nor diffusers: the API process validates options
-without loading any weights.
+required. A model folder may hold its own ``stillreel.toml`` with defaults for that checkpoint
+(e.g. ``steps = 4`` and ``guidance = 1`` for a step-distilled one), so that ``--model PATH``
+alone serves it right; options given by the server's config win over the folder's.
+This module imports neither torch nor diffusers: the API process validates options without
+loading any weights.
 """
 
 from __future__ import annotations
 
 import difflib
+import tomllib
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,24 +72,20 @@ class DiffusionOptions:
     max_seconds: int | None = None
 
 
+MODEL_DEFAULTS = "stillreel.toml"  # optional, inside a model folder
+
+
 def parse(options: dict[str, Any] | None) -> DiffusionOptions:
     """Check ``options`` and return them typed; raises ``OptionsError`` naming the bad key."""
     options = dict(options or {})
-    unknown = [k for k in options if k not in KNOWN]
-    if unknown:
-        hints = []
-        for key in unknown:
-            close = difflib.get_close_matches(key, KNOWN, n=1)
-            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise OptionsError(
-            f"diffusion engine: unknown option {', '.join(hints)}; known options: {', '.join(KNOWN)}"
-        )
+    _check_names(options, "")
     model = options.get("model")
     if not isinstance(model, str) or not model.strip():
         raise OptionsError(
             "diffusion engine: option 'model' is required: a Diffusers-format folder or hub id, "
             "e.g. stillreel serve --engine diffusion --model /models/Wan2.2-TI2V-5B-Diffusers"
         )
+    options = {**model_defaults(model.strip()), **options}
     return DiffusionOptions(
         model=model.strip(),
         family=_choice(options, "family", FAMILIES, None),
@@ -101,6 +102,33 @@ def parse(options: dict[str, Any] | None) -> DiffusionOptions:
         resolution=_resolution(options.get("resolution")),
         max_seconds=_positive_int(options, "max_seconds"),
     )
+
+
+def model_defaults(model: str) -> dict[str, Any]:
+    """The options a model folder's own ``stillreel.toml`` sets (none for hub ids)."""
+    path = Path(model) / MODEL_DEFAULTS
+    if not path.is_file():
+        return {}
+    try:
+        defaults = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise OptionsError(f"diffusion engine: cannot read {path}: {exc}") from None
+    if "model" in defaults:
+        raise OptionsError(f"diffusion engine: {path} may not set 'model': it belongs to that folder")
+    _check_names(defaults, f" in {path}")
+    return defaults
+
+
+def _check_names(options: dict, where: str) -> None:
+    unknown = [k for k in options if k not in KNOWN]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, KNOWN, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise OptionsError(
+            f"diffusion engine: unknown option {', '.join(hints)}{where}; known options: {', '.join(KNOWN)}"
+        )
 
 
 def _fail(key: str, value: Any, expected: str) -> OptionsError:
