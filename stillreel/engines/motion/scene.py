@@ -18,7 +18,7 @@ import numpy as np
 
 from stillreel.engines.motion.brush import Path, Sprite, StaticRegion, fill_hole, holes_of, patch_planes
 from stillreel.engines.motion.camera import Move, camera_path, describe
-from stillreel.engines.motion.geometry import is_identity, smootherstep, warp_i420
+from stillreel.engines.motion.geometry import Padded, is_identity, resize_warp, smootherstep, warp_i420
 from stillreel.media.encode import rgb_to_yuv420p
 
 
@@ -69,6 +69,8 @@ class Scene:
             self.base = self.source.copy()
             patch_planes(self.base, rgb_to_yuv420p(fill_hole(rgb, hole)), hole)
             self.info["motion_brush"] = f"{len(self.sprites)} region(s) moved along their trajectories"
+        # Zooms and slides of the plain still take the cheaper resize path (geometry.resize_warp).
+        self.padded = Padded(self.source) if moving and not self.sprites else None
         self.static = None
         if self.static_mask is not None:
             self.static = StaticRegion(self.source, self.static_mask, feather=2 * unit if moving else 0)
@@ -83,7 +85,12 @@ class Scene:
         else:
             layer = self.source
         m = self.path.matrices[i]
-        out = (layer.copy() if layer is self.source else layer) if is_identity(m) else warp_i420(layer, m)
+        if is_identity(m):
+            out = layer.copy() if layer is self.source else layer
+        else:
+            out = resize_warp(self.padded, m) if self.padded is not None and layer is self.source else None
+            if out is None:
+                out = warp_i420(layer, m)
         if self.static is not None:
             self.static.paste(out)
         return out
