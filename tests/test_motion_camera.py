@@ -188,3 +188,26 @@ def test_cover_crop_never_stretches():
     clip.frames.close()
     x, y, w, h = cv2.boundingRect((first > 128).astype(np.uint8))
     assert abs(w / h - 1) < 0.02 and h == pytest.approx(300 * 640 / 600, abs=3)
+
+
+def test_resize_fast_path_matches_the_warp():
+    from stillreel.engines.motion.geometry import Padded, resize_warp, warp_i420
+    from stillreel.media.encode import rgb_to_yuv420p
+
+    src = rgb_to_yuv420p(fractal_image(640, 360, 8))
+    padded = Padded(src)
+    mats = camera_path(640, 360, 48, move_from_prompt("zoom in")).matrices
+    fast = 0
+    for m in mats:
+        out = resize_warp(padded, m)
+        if out is not None:
+            fast += 1
+            assert cv2.absdiff(out, warp_i420(src, m)).max() <= 3
+            # Control: half a pixel off is caught by the same comparison.
+            off = m.copy()
+            off[0, 2] += 0.5
+            assert cv2.absdiff(out, warp_i420(src, off)).max() > 3
+    assert fast >= len(mats) // 2
+    # Rotations and near-unit zooms are not for the fast path.
+    assert resize_warp(padded, camera_path(640, 360, 48, move_from_prompt("turn left")).matrices[30]) is None
+    assert resize_warp(padded, np.diag([0.999, 0.999, 1.0])) is None
