@@ -142,7 +142,7 @@ def ltx_video():
     torch.manual_seed(0)
     transformer = LTXVideoTransformer3DModel(
         in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=4,
-        attention_head_dim=8, cross_attention_dim=32, num_layers=1, caption_channels=32,
+        attention_head_dim=8, cross_attention_dim=32, num_layers=2, caption_channels=32,
     )
     torch.manual_seed(0)
     # Compresses like the real VAE (4×4 patches, then 2× three times: 32× in space, 8× in time), so

@@ -45,8 +45,10 @@ def apply(pipe, denoisers: list, options: DiffusionOptions, device: torch.device
     if compile_:
         # Aspect ratios and durations give a handful of shapes; let each keep its compiled graph.
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        # Cache hooks put Python control flow around the blocks (skip or recompute this step?),
+        # which a full graph cannot hold: with a cache, compile with graph breaks at the hooks.
         for model in denoisers:
-            model.compile_repeated_blocks(fullgraph=True)
+            model.compile_repeated_blocks(fullgraph=options.cache is None)
     applied["compile"] = compile_
     return applied
 
