@@ -254,7 +254,6 @@ def bench_model(name: str, args) -> list[Run]:
     runs.append(engine_run("stillreel 4-step distilled (CFG off)", fast, n=4, cfg=0.0,
                            note="a quality trade (needs distilled weights), not an equal-quality speed-up; "))
     _print(runs[-1], 4, runs[0], baseline_steps=card_steps)
-    del pipe
     return runs
 
 

@@ -13,7 +13,7 @@ import re
 import httpx
 import pytest
 import tiny_pipelines as tiny
-from apihelp import APP, IMAGE, O3, V1, V2, data_uri, png_bytes, wait
+from apihelp import IMAGE, O3, V1, V2, data_uri, png_bytes, wait
 from live_server import LiveServer
 from videocheck import probe
 
@@ -185,8 +185,3 @@ def test_cancel_stops_the_generation_at_its_next_step(config_server):
         after = submit(client, V2, duration="5")
         assert wait(client, after, timeout=TIMEOUT)["error"] is None
 
-
-def test_status_urls_use_the_app_path(config_server):
-    with config_server.http() as client:
-        sub = submit(client, V2, duration="5")
-    assert sub["status_url"] == f"{config_server.url}/queue/{APP}/requests/{sub['request_id']}/status"

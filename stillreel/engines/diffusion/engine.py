@@ -50,7 +50,8 @@ class DiffusionEngine:
         pipe = loading.load(family, options, device, dtype)
         runner = loading.runner(family)
         applied = speed.apply(pipe, runner.denoisers(pipe), options, device, dtype, family.steps)
-        return cls(pipe, family, options, {"device": str(device), "dtype": str(dtype).removeprefix("torch."), **applied})
+        settings = {"device": str(device), "dtype": str(dtype).removeprefix("torch."), **applied}
+        return cls(pipe, family, options, settings)
 
     # -- the recipe ---------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ KNOWN = {
     "guidance": "the model's guidance scale that cfg_scale 0.5 maps to (default: the model card's)",
     "offload": f"CPU offload to fit smaller GPUs: {', '.join(OFFLOAD)}",
     "attention": "attention backend: auto, native, flash, _flash_3, sage, ... (diffusers' names)",
-    "compile": "regional torch.compile of the transformer blocks: true/false (default: true on CUDA)",
+    "compile": "regional torch.compile of the transformer blocks: true/false (default: on CUDA without offload)",
     "cache": f"step caching (lossy, faster): {', '.join(CACHES)}, or a table {{type = ..., <config keys>}}",
     "vae_tiling": "decode the video in tiles to save memory: true/false/auto (auto: when offloading)",
     "fps": "output frame rate (default: the model's native rate)",
@@ -213,7 +213,9 @@ def _cache(value: Any) -> CacheSpec | None:
     if kind not in CACHES:
         raise _fail("cache", value, f"use one of {', '.join(CACHES)}")
     if kind == "mag" and "mag_ratios" not in params:
-        raise _fail("cache", value, "the mag cache needs calibrated mag_ratios: cache = {type = 'mag', mag_ratios = [...]}")
+        raise _fail(
+            "cache", value, "the mag cache needs calibrated mag_ratios: cache = {type = 'mag', mag_ratios = [...]}"
+        )
     return None if kind == "none" else CacheSpec(kind, params)
 
 
@@ -227,7 +229,8 @@ def _resolution(value: Any) -> tuple[int, int] | None:
     try:
         width, height = (int(v) for v in size)  # type: ignore[union-attr]
     except (TypeError, ValueError):
-        raise _fail("resolution", value, "expected 'WIDTHxHEIGHT' (landscape, e.g. '832x480') or [width, height]") from None
+        expected = "expected 'WIDTHxHEIGHT' (landscape, e.g. '832x480') or [width, height]"
+        raise _fail("resolution", value, expected) from None
     if width < 16 or height < 16 or width < height:
         raise _fail("resolution", value, "give the landscape bucket: width ≥ height ≥ 16")
     return width, height

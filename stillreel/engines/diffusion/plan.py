@@ -30,7 +30,9 @@ class Segment:
     frames: int  # frames this pipeline call makes (the first is dropped when it continues a clip)
 
 
-def bucket(resolution: tuple[int, int], multiple: int, aspect: Aspect | None, image_size: tuple[int, int]) -> tuple[int, int]:
+def bucket(
+    resolution: tuple[int, int], multiple: int, aspect: Aspect | None, image_size: tuple[int, int]
+) -> tuple[int, int]:
     """(width, height) for ``aspect``; ``image_size`` is the input's (width, height), used when aspect is None."""
     width, height = resolution
     buckets = {

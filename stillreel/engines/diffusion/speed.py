@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 AUTO_ATTENTION = (("_flash_3", "flash_attn_interface"), ("flash", "flash_attn"))
 
 
-def apply(pipe, denoisers: list, options: DiffusionOptions, device: torch.device, dtype: torch.dtype, steps: int) -> dict:
+def apply(
+    pipe, denoisers: list, options: DiffusionOptions, device: torch.device, dtype: torch.dtype, steps: int
+) -> dict:
     """Apply the options' speed settings; returns what was applied (recorded with each clip)."""
     applied = {"attention": _attention(denoisers, options.attention, device, dtype)}
     if options.cache is not None:
@@ -41,7 +43,10 @@ def apply(pipe, denoisers: list, options: DiffusionOptions, device: torch.device
     if tiling:
         pipe.vae.enable_tiling()
     applied["vae_tiling"] = tiling
-    compile_ = options.compile if options.compile is not None else device.type == "cuda"
+    # Offload hooks move weights under the compiled code's feet: compile by default only without them.
+    compile_ = options.compile
+    if compile_ is None:
+        compile_ = device.type == "cuda" and options.offload == "none"
     if compile_:
         # Aspect ratios and durations give a handful of shapes; let each keep its compiled graph.
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
