@@ -28,13 +28,33 @@ StorageUrl = typer.Option(None, "--storage-url", envvar="STILLREEL_STORAGE_URL",
 Engine = typer.Option("motion", "--engine", envvar="STILLREEL_ENGINE", help="motion (CPU, no weights), diffusion, or package.module:Class.")
 Model = typer.Option(None, "--model", envvar="STILLREEL_MODEL", help="Diffusion model: a local folder or a hub id.")
 ConfigFile = typer.Option(None, "--config", help="stillreel.toml binding endpoints to engines and models.")
+EngineOption = typer.Option([], "--engine-option", "-O", help="KEY=VALUE passed to the engine (repeatable), e.g. -O steps=30 -O dtype=bfloat16.")
+
+
+def _option_value(text: str):
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _engine_options(pairs: list[str]) -> dict:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--engine-option")
+        options[key.strip()] = _option_value(value.strip())
+    return options
 
 
 def _settings(
     data_dir: Path, database_url: str | None, storage_url: str | None, engine: str, model: str | None,
-    config: Path | None, **extra,
+    config: Path | None, engine_option: list[str] = (), **extra,
 ) -> Settings:
-    options = {"model": model} if model else {}
+    options = {**({"model": model} if model else {}), **_engine_options(list(engine_option))}
     spec = EngineSpec(engine, options)
     bindings = {}
     if config is not None:
@@ -82,6 +102,7 @@ def serve(
     engine: str = Engine,
     model: Optional[str] = Model,
     config: Optional[Path] = ConfigFile,
+    engine_option: list[str] = EngineOption,
     allow_private_urls: bool = typer.Option(False, "--allow-private-urls", help="Let inputs be fetched from loopback/private addresses."),
     max_queue: Optional[int] = typer.Option(None, "--max-queue", help="Default fal_max_queue_length."),
     max_input_mb: float = typer.Option(50, "--max-input-mb", help="Largest input file (image, mask) fetched or inlined."),
@@ -102,7 +123,7 @@ def serve(
         raise typer.Exit(2)
     _logging(verbose)
     settings = _settings(
-        data_dir, database_url, storage_url, engine, model, config, host=host, port=port,
+        data_dir, database_url, storage_url, engine, model, config, engine_option, host=host, port=port,
         public_url=public_url, auth=not no_auth, workers=workers, default_max_queue=max_queue,
         limits=Limits(allow_private_urls=allow_private_urls, max_input_bytes=int(max_input_mb * MiB),
                       max_upload_bytes=int(max_upload_mb * MiB), max_image_pixels=int(max_image_megapixels * 1e6)),
@@ -133,6 +154,7 @@ def worker(
     engine: str = Engine,
     model: Optional[str] = Model,
     config: Optional[Path] = ConfigFile,
+    engine_option: list[str] = EngineOption,
     workers: int = typer.Option(1, "--workers", min=1, help="Workers in this process (one per GPU)."),
     endpoint: list[str] = typer.Option([], "--endpoint", help="Only take requests for these endpoint ids."),
     allow_private_urls: bool = typer.Option(False, "--allow-private-urls"),
@@ -146,7 +168,7 @@ def worker(
     from stillreel.storage import open_storage
 
     _logging(verbose)
-    settings = _settings(data_dir, database_url, storage_url, engine, model, config, workers=workers,
+    settings = _settings(data_dir, database_url, storage_url, engine, model, config, engine_option, workers=workers,
                          limits=Limits(allow_private_urls=allow_private_urls), lease_s=lease_seconds,
                          cancel_grace_s=cancel_grace)
     data_dir.mkdir(parents=True, exist_ok=True)
