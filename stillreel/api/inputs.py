@@ -80,6 +80,15 @@ def store_data_uris(payload, storage, base: str, max_bytes: int, loc=("body",)):
     return out
 
 
+def has_data_uri(payload) -> bool:
+    if isinstance(payload, list):
+        return any(has_data_uri(v) for v in payload)
+    if isinstance(payload, dict):
+        return any((isinstance(v, str) and k.endswith("_url") and v[:5].lower() == "data:") or has_data_uri(v)
+                   for k, v in payload.items())
+    return False
+
+
 async def plan_request(request: Request, endpoint: Endpoint) -> tuple[Plan, dict]:
     app = request.app
     payload = await read_json(request)
@@ -98,6 +107,8 @@ async def plan_request(request: Request, endpoint: Endpoint) -> tuple[Plan, dict
              "ctx": {"feature": feature, "engine": spec.name}}
             for field, feature in refused
         ])
+    if not has_data_uri(payload):
+        return plan, payload
     limits = app.state.settings.limits
     payload = await run_in_threadpool(
         store_data_uris, payload, app.state.storage, deps.base_url(request), limits.max_input_bytes

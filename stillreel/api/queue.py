@@ -84,7 +84,7 @@ def check_access(job: Job | None, prefix: str, who: deps.Caller) -> Job:
 # -- submit and run ----------------------------------------------------------------------------
 
 
-async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync: bool) -> Job:
+async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync: bool) -> tuple[Job, int]:
     endpoint = find(endpoint_id)
     if endpoint is None:
         raise HTTPException(404, f"Unknown endpoint: {endpoint_id.strip('/')}")
@@ -104,8 +104,8 @@ async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync
     max_queue = request.query_params.get("fal_max_queue_length")
     max_queue = int(max_queue) if max_queue and max_queue.isdigit() else app.state.settings.default_max_queue
     try:
-        job = await run_in_threadpool(
-            app.state.store.enqueue,
+        job, position = await run_in_threadpool(
+            app.state.store.submit,
             endpoint_id=endpoint.id, input=payload, plan=plan.to_json(),
             engine=app.state.settings.engine_for(endpoint.id).to_json(), base_url=deps.base_url(request),
             priority=priority, key_id=who.key_id, webhook_url=None if sync else request.query_params.get("fal_webhook"),
@@ -114,15 +114,14 @@ async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync
     except QueueFull as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": "5", "X-Fal-Error-Type": "queue_full"}) from None
     app.state.wake.set()
-    return job
+    return job, position
 
 
 @router.post("/queue/{endpoint_id:path}")
 async def submit(endpoint_id: str, request: Request, who: deps.Caller = Depends(deps.caller)):
-    job = await _enqueue(request, endpoint_id, who, sync=False)
-    store = request.app.state.store
+    job, position = await _enqueue(request, endpoint_id, who, sync=False)
     body = {"status": "IN_QUEUE", "request_id": job.id, "gateway_request_id": job.id,
-            **_urls(deps.base_url(request), job), "queue_position": await run_in_threadpool(store.position, job)}
+            **_urls(deps.base_url(request), job), "queue_position": position}
     return JSONResponse(body, headers={"x-fal-request-id": job.id})
 
 
@@ -144,7 +143,7 @@ def result_response(job: Job) -> JSONResponse:
 
 async def run_sync(endpoint_id: str, request: Request, who: deps.Caller) -> JSONResponse:
     """fal.run: the same queue at high priority, answered when the request ends."""
-    job = await _enqueue(request, endpoint_id, who, sync=True)
+    job, _ = await _enqueue(request, endpoint_id, who, sync=True)
     store = request.app.state.store
     changed = request.app.state.changes
     while not job.terminal:

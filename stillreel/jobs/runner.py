@@ -26,6 +26,7 @@ from stillreel.engines import EngineSpec, create
 from stillreel.engines.base import Cancelled, Engine, EngineError, Progress
 
 log = logging.getLogger("stillreel.runner")
+RUNNER_NICENESS = 5
 
 
 def render(plan: Plan, engine: Engine, fetcher, out_path: Path, progress: Progress) -> dict:
@@ -77,6 +78,9 @@ def child_main(conn, cancel_event, settings: Settings) -> None:
     # (it re-queues the job first), so the runner must not die with them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Generation is batch work: it still gets every idle cycle, but status polls, submits and
+    # uploads in the API process answer first when the CPU is saturated.
+    os.nice(RUNNER_NICENESS)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
     storage = open_storage(settings)
     fetcher = Fetcher(storage, settings.limits)

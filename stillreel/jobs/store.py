@@ -209,7 +209,10 @@ class JobStore:
 
     # -- submit / read -----------------------------------------------------------------------
 
-    def enqueue(
+    def enqueue(self, **fields) -> Job:
+        return self.submit(**fields)[0]
+
+    def submit(
         self,
         *,
         endpoint_id: str,
@@ -222,7 +225,8 @@ class JobStore:
         webhook_url: str | None = None,
         start_deadline: float | None = None,
         max_queue: int | None = None,
-    ) -> Job:
+    ) -> tuple[Job, int]:
+        """Queue a request; returns it with its queue position (one transaction)."""
         job_id = str(uuid.uuid4())
         now = time.time()
         with self.write() as conn:
@@ -239,7 +243,8 @@ class JobStore:
                     start_deadline=start_deadline, attempts=0, progress=0.0, created_at=now,
                 )
             )
-            return self._get(conn, job_id)
+            job = self._get(conn, job_id)
+            return job, self._position(conn, job)
 
     def _get(self, conn, job_id: str) -> Job | None:
         row = conn.execute(sa.select(requests).where(requests.c.id == job_id)).mappings().first()
