@@ -306,3 +306,14 @@ def test_jwks_and_health(client):
     jwks = client.get("/.well-known/jwks.json").json()
     assert jwks["keys"][0]["kty"] == "OKP" and jwks["keys"][0]["crv"] == "Ed25519"
     assert client.get("/healthz").json()["ok"] is True
+
+
+def test_engine_errors_name_the_endpoints_own_field():
+    from stillreel.endpoints.registry import ENDPOINTS
+    from stillreel.jobs.runner import fal_loc
+
+    v1 = ENDPOINTS[V1].plan({"prompt": "p", "image_url": "u", "tail_image_url": "t"})
+    o3 = ENDPOINTS[O3].plan({"prompt": "p", "image_url": "u", "end_image_url": "t"})
+    assert fal_loc(("body", "end_image_url"), v1) == ["body", "tail_image_url"]
+    assert fal_loc(("body", "end_image_url"), o3) == ["body", "end_image_url"]
+    assert fal_loc(("body", "image_url"), v1) == ["body", "image_url"]

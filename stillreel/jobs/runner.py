@@ -43,6 +43,13 @@ def render(plan: Plan, engine: Engine, fetcher, out_path: Path, progress: Progre
             "frames": clip.frame_count, **({"encode": facts} if isinstance(facts, dict) else {})}
 
 
+def fal_loc(loc: tuple, plan: Plan) -> list:
+    """Engines name the end image ``end_image_url``; report it under the endpoint's own field
+    (v1 calls it ``tail_image_url``)."""
+    end_field = plan.fields.get("end_image", "end_image_url")
+    return [end_field if part == "end_image_url" else part for part in loc]
+
+
 class _PipeProgress:
     """Progress that forwards to the parent, throttled, and notices cancellation."""
 
@@ -110,19 +117,20 @@ def child_main(conn, cancel_event, settings: Settings) -> None:
             return
         _, plan_json, spec_json, out_path = msg
         progress = _PipeProgress(conn, cancel_event)
+        plan = Plan.from_json(plan_json)
         try:
             spec = EngineSpec.from_json(spec_json)
             key = repr(spec.to_json())
             if key in load_errors and key not in engines:
                 raise EngineError(f"the {spec.name} engine could not be loaded: {load_errors[key]}",
                                   "engine_unavailable", status=503)
-            info = render(Plan.from_json(plan_json), engine_for(spec), fetcher, Path(out_path), progress)
+            info = render(plan, engine_for(spec), fetcher, Path(out_path), progress)
             conn.send(("done", info))
         except Cancelled:
             conn.send(("cancelled",))
         except EngineError as exc:
             detail = exc.message if exc.status >= 500 else [
-                {"loc": list(exc.loc), "msg": exc.message, "type": exc.error_type}
+                {"loc": fal_loc(exc.loc, plan), "msg": exc.message, "type": exc.error_type}
             ]
             conn.send(("failed", exc.status, detail, exc.error_type))
         except Exception as exc:
