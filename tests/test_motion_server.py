@@ -1,0 +1,70 @@
+"""Issue #2's "done means": each of the five endpoints, through a live server with the default motion
+engine, answers with a playable MP4 of the right size, frame count and container layout."""
+
+from __future__ import annotations
+
+import io
+
+import av
+import httpx
+import pytest
+from apihelp import data_uri, wait
+from live_server import LiveServer
+import numpy as np
+from PIL import Image
+
+
+def photo(width: int, height: int) -> str:
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([(x * 255 // width), (y * 255 // height), ((x // 16 + y // 16) % 2) * 200], axis=-1)
+    buf = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8)).save(buf, "JPEG", quality=90)
+    return data_uri(buf.getvalue(), "image/jpeg")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with LiveServer.start(tmp_path_factory.mktemp("motion"), engine="motion") as srv:
+        yield srv
+
+
+CASES = [
+    ("fal-ai/kling-video/v1/standard/image-to-video",
+     {"prompt": "camera preset", "camera_control": "forward_up", "cfg_scale": 0.8}, (640, 480), (1280, 720), 120),
+    ("fal-ai/kling-video/v1/pro/image-to-video", {"prompt": "pan left", "aspect_ratio": "9:16"}, (640, 480), (720, 1280), 120),
+    ("fal-ai/kling-video/v2/master/image-to-video", {"prompt": "a calm sea"}, (480, 640), (720, 1280), 120),
+    ("fal-ai/kling-video/v2.5-turbo/standard/image-to-video", {"prompt": "zoom out"}, (500, 480), (960, 960), 120),
+    ("fal-ai/kling-video/o3/standard/image-to-video",
+     {"duration": "3", "multi_prompt": [{"prompt": "zoom in", "duration": "2"}, {"prompt": "pan right", "duration": "1"}]},
+     (640, 480), (1280, 720), 72),
+]
+
+
+@pytest.mark.parametrize("endpoint,fields,input_size,size,frames", CASES, ids=[c[0].split("/")[2] + "-" + c[0].split("/")[3] for c in CASES])
+def test_each_endpoint_returns_a_playable_mp4(server, endpoint, fields, input_size, size, frames):
+    with server.http() as c:
+        r = c.post(f"/queue/{endpoint}", json={"image_url": photo(*input_size), **fields})
+        assert r.status_code == 200, r.text
+        sub = r.json()
+        status = wait(c, sub, timeout=240, logs=True)
+        assert status["error"] is None, status
+        assert any("motion engine" in m["message"] for m in status["logs"])
+        video = c.get(sub["response_url"]).json()["video"]
+    data = httpx.get(video["url"]).content
+    assert data[4:8] == b"ftyp" and data.find(b"moov") < data.find(b"mdat")  # plays before it has downloaded
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+        assert (stream.codec_context.width, stream.codec_context.height) == size
+        assert stream.average_rate == 24
+        assert sum(1 for _ in container.decode(video=0)) == frames
+
+
+def test_audio_is_refused_by_the_motion_engine_at_submit(server):
+    with server.http() as c:
+        r = c.post("/queue/fal-ai/kling-video/o3/standard/image-to-video",
+                   json={"image_url": photo(64, 64), "prompt": "x", "generate_audio": True})
+    assert r.status_code == 422
+    detail = r.json()["detail"][0]
+    assert detail["type"] == "feature_not_supported" and detail["loc"] == ["body", "generate_audio"]
+    assert "motion" in detail["msg"]
