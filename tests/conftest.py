@@ -23,7 +23,7 @@ def pytest_collection_modifyitems(config, items):
 def postgres():
     """A PostgreSQL URL with an empty stillreel schema (the tables are dropped first)."""
     from stillreel.config import Settings
-    from stillreel.jobs.store import make_engine, metadata
+    from stillreel.jobs.schema import make_engine, metadata
 
     url = Settings(database_url=PG_URL).db_url
     engine = make_engine(url)

@@ -7,7 +7,6 @@ prompt); the motion engine's own end-to-end checks live with its tests.
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import av
@@ -17,7 +16,7 @@ from apihelp import APP, IMAGE, O3, V1, V2, data_uri, submit, wait
 from live_server import LiveServer
 
 from stillreel.config import Settings
-from stillreel.jobs.store import make_engine, metadata
+from stillreel.jobs.schema import make_engine, metadata
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

@@ -9,9 +9,10 @@ import pytest
 
 from stillreel.config import Settings
 from stillreel.jobs.keys import Keys
-from stillreel.jobs.store import (
-    CANCELED, CANCELING, FAILED, PRIORITIES, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Failure, JobStore, QueueFull,
+from stillreel.jobs.schema import (
+    CANCELED, CANCELING, FAILED, PRIORITIES, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Failure, QueueFull,
 )
+from stillreel.jobs.store import JobStore
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from stillreel import __version__
 from stillreel.api import deps
 from stillreel.api.queue import error_message
 from stillreel.endpoints.registry import ENDPOINTS, Endpoint, find
-from stillreel.jobs.store import QUEUED, TERMINAL
+from stillreel.jobs.schema import QUEUED, TERMINAL
 
 router = APIRouter()
 

@@ -6,7 +6,6 @@ fal documents show, under the full endpoint path too; both with and without the 
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import time
@@ -18,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from stillreel.api import deps
 from stillreel.api.inputs import plan_request
 from stillreel.endpoints.registry import find
-from stillreel.jobs.store import CANCELED, PRIORITIES, QUEUED, SUCCEEDED, Job, QueueFull
+from stillreel.jobs.schema import CANCELED, PRIORITIES, QUEUED, SUCCEEDED, Job, QueueFull
 
 router = APIRouter()
 KEEPALIVE_S = 15.0

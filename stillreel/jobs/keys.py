@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from stillreel.jobs.store import JobStore, api_keys, server_secrets
+from stillreel.jobs.schema import api_keys, server_secrets
+from stillreel.jobs.store import JobStore
 
 TOKEN_LIFETIME_S = 7 * 24 * 3600
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from stillreel.config import Settings
 from stillreel.endpoints.registry import find
 from stillreel.jobs.runner import child_main
-from stillreel.jobs.store import CANCELING, Failure, Job, JobStore
+from stillreel.jobs.schema import CANCELING, Failure, Job
+from stillreel.jobs.store import JobStore
 
 log = logging.getLogger("stillreel.worker")
 _spawn = mp.get_context("spawn")

@@ -1,0 +1,180 @@
+"""The job store's schema: tables, states, row types, and the database engine set-up.
+
+One ``requests`` table is both the API's record of a request and the queue item; beside it the
+request logs, the webhook outbox, API keys and server secrets. SQLAlchemy Core, created by
+``metadata.create_all`` on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+QUEUED, RUNNING, CANCELING = "QUEUED", "RUNNING", "CANCELING"
+SUCCEEDED, FAILED, CANCELED, TIMED_OUT = "SUCCEEDED", "FAILED", "CANCELED", "TIMED_OUT"
+TERMINAL = (SUCCEEDED, FAILED, CANCELED, TIMED_OUT)
+ACTIVE = (RUNNING, CANCELING)
+PRIORITIES = {"low": 0, "normal": 1, "high": 2}
+
+metadata = sa.MetaData()
+
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(36), nullable=False, unique=True),
+    sa.Column("endpoint_id", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, default=1),
+    sa.Column("input", sa.JSON, nullable=False),
+    sa.Column("plan", sa.JSON, nullable=False),
+    sa.Column("engine", sa.JSON, nullable=False),
+    sa.Column("base_url", sa.String(500), nullable=False),
+    sa.Column("key_id", sa.String(64)),
+    sa.Column("webhook_url", sa.Text),
+    sa.Column("start_deadline", sa.Float),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("progress", sa.Float, nullable=False, default=0.0),
+    sa.Column("result", sa.JSON),
+    sa.Column("error", sa.JSON),  # fal's body for the result endpoint: {"detail": ...}
+    sa.Column("error_type", sa.String(64)),
+    sa.Column("error_status", sa.Integer),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("inference_time", sa.Float),
+    sa.Index("ix_requests_queue", "status", "priority", "seq"),
+    sa.Index("ix_requests_key", "key_id", "seq"),
+)
+
+request_logs = sa.Table(
+    "request_logs",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(36), nullable=False, index=True),
+    sa.Column("timestamp", sa.Float, nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+)
+
+webhook_outbox = sa.Table(
+    "webhook_outbox",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(36), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, default="pending"),  # pending|delivered|failed
+    sa.Column("last_error", sa.Text),
+    sa.Column("delivered_at", sa.Float),
+    sa.Index("ix_outbox_due", "state", "next_attempt_at"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("secret_hash", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(200)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float),
+)
+
+server_secrets = sa.Table(
+    "server_secrets",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    seq: int
+    id: str
+    endpoint_id: str
+    status: str
+    priority: int
+    input: dict
+    plan: dict
+    engine: dict
+    base_url: str
+    key_id: str | None
+    webhook_url: str | None
+    start_deadline: float | None
+    attempts: int
+    worker_id: str | None
+    lease_until: float | None
+    progress: float
+    result: dict | None
+    error: dict | None
+    error_type: str | None
+    error_status: int | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    inference_time: float | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How a request ended badly: the status and body its result endpoint answers with."""
+
+    status: int
+    detail: object  # a list of {"loc","msg","type"} (validation) or a string
+    error_type: str
+
+    @property
+    def message(self) -> str:
+        if isinstance(self.detail, list) and self.detail:
+            return "; ".join(str(d.get("msg", d)) for d in self.detail)
+        return str(self.detail)
+
+
+class QueueFull(Exception):
+    def __init__(self, length: int):
+        super().__init__(f"the queue is full ({length} requests waiting)")
+        self.length = length
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+        # pysqlite's own transaction handling defers BEGIN; take the write lock up front so that
+        # read-then-write transactions never deadlock on lock upgrades.
+        @event.listens_for(engine, "connect")
+        def _no_autobegin(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+
+        return engine
+    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+
+
+def cancelled_failure() -> Failure:
+    return Failure(400, "The request was cancelled", "request_cancelled")
