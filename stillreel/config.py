@@ -41,7 +41,6 @@ class Settings:
     cancel_grace_s: float = 10.0  # a running engine that ignores a cancel is killed after this
     max_attempts: int = 3  # a request whose worker died this many times fails
     default_max_queue: int | None = None  # fal_max_queue_length when the caller sends none
-    result_ttl_s: float = 7 * 24 * 3600
     # Delay before each webhook retry: 10 attempts over about two hours, as fal does.
     webhook_backoff_s: tuple[float, ...] = (5, 15, 45, 120, 300, 600, 900, 1800, 3600)
     webhook_timeout_s: float = 15.0
