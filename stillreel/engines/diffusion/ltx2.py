@@ -8,14 +8,14 @@ and rescale; cfg_scale scales the first three together so that 0 turns every ext
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from stillreel.engines.base import Audio
 from stillreel.engines.diffusion.call import Call, Output, StepCallback, generator, video_to_uint8
 from stillreel.engines.diffusion.families import Family
+# LTX-2 keeps LTX-Video's VAE and patch geometry.
+from stillreel.engines.diffusion.ltx import denoisers, frame_quantum, size_multiple  # noqa: F401 (runner interface)
 from stillreel.engines.diffusion.plan import guidance_scale
 
 VIDEO_GUIDANCE = 3.0
@@ -29,19 +29,6 @@ def load(model: str, dtype: torch.dtype):
     from diffusers import LTX2ConditionPipeline
 
     return LTX2ConditionPipeline.from_pretrained(model, dtype=dtype)
-
-
-def denoisers(pipe) -> list:
-    return [pipe.transformer]
-
-
-def frame_quantum(pipe) -> int:
-    return int(pipe.vae_temporal_compression_ratio * pipe.transformer_temporal_patch_size)
-
-
-def size_multiple(pipe) -> int:
-    # The pipeline insists on multiples of 32 whatever the VAE (real checkpoints compress 32× anyway).
-    return math.lcm(32, int(pipe.vae_spatial_compression_ratio * pipe.transformer_spatial_patch_size))
 
 
 def sample_rate(pipe) -> int:
