@@ -34,10 +34,33 @@ class CameraPreset(str, Enum):
     LEFT_TURN_FORWARD = "left_turn_forward"
 
 
+class Tier(str, Enum):
+    """The endpoint's output tier; the engine picks the frame size for (tier, aspect)."""
+
+    STANDARD = "standard"
+    PRO = "pro"
+    UHD = "4k"
+
+
+class ShotType(str, Enum):
+    CUSTOMIZE = "customize"  # the shots are given (multi_prompt) or there is one shot
+    INTELLIGENT = "intelligent"  # one prompt; the engine splits it into shots itself
+
+
 @dataclass(frozen=True)
 class Shot:
     prompt: str
     seconds: int
+
+
+@dataclass(frozen=True)
+class Element:
+    """A character or object the video must show (fal's ``elements``): a frontal image and
+    optional extra views of it, with the voice bound to it (if any)."""
+
+    frontal: Image
+    references: tuple[Image, ...] = ()
+    voice_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,7 +73,7 @@ class DynamicMask:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    start_image: Image
+    start_image: Image | None  # None: text-to-video (or reference-to-video without a start frame)
     shots: tuple[Shot, ...]  # a single prompt is one shot; their seconds add up to `seconds`
     seconds: int
     guidance: float = 0.5  # fal's cfg_scale, 0..1
@@ -62,6 +85,11 @@ class GenerationRequest:
     dynamic_masks: tuple[DynamicMask, ...] = ()
     audio: bool = False
     seed: int = 0
+    tier: Tier = Tier.STANDARD
+    shot_type: ShotType = ShotType.CUSTOMIZE
+    reference_images: tuple[Image, ...] = ()  # style/appearance references (@Image1, @Image2 …)
+    elements: tuple[Element, ...] = ()  # @Element1, @Element2 …
+    voices: tuple[str, ...] = ()  # voice ids (<<<voice_1>>>, <<<voice_2>>>), at most two
 
     @property
     def prompt(self) -> str:
@@ -79,6 +107,11 @@ class Capabilities:
     audio: bool = False
     negative_prompt: bool = False
     aspect_ratio: bool = True
+    text_to_video: bool = False  # no start image: the engine makes the first frame
+    reference_images: bool = False
+    elements: bool = False
+    voices: bool = False
+    intelligent_shots: bool = False
 
 
 @dataclass
