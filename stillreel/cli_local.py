@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stillreel.cli_client import Exit, LocalProgress, ProgressView, err, fail
+from stillreel.cli_output import Exit, LocalProgress, ProgressView, err, fail
 
 
 def _detail_line(detail: list[dict]) -> str:

@@ -19,7 +19,7 @@ from live_server import CLI_COMMAND, REPO, LiveServer, cli, free_port, merged_en
 from PIL import Image
 
 from stillreel.cli import app
-from stillreel.cli_client import Exit
+from stillreel.cli_output import Exit
 from stillreel.cli_inputs import UsageError, build_input
 from stillreel.client import Client
 

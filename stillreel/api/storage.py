@@ -60,9 +60,9 @@ def _upload_secret(request: Request) -> bytes:
     state = request.app.state
     secret = getattr(state, "upload_secret", None)
     if secret is None:
-        from stillreel.jobs.keys import server_secret
+        from stillreel.jobs.keys import secret_bytes, server_secret
 
-        secret = server_secret(state.store, "upload_url")
+        secret = secret_bytes(server_secret(state.store, "upload_url"))
         state.upload_secret = secret
     return secret
 

@@ -8,13 +8,11 @@ Submitting and uploading (POST) are never replayed once sent, so a request is ne
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import io
 import mimetypes
 import os
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,6 @@ from urllib.parse import quote
 import httpx
 
 from stillreel.client.errors import ConnectionFailed
-from stillreel.client.types import temp_sibling
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_APP = "fal-ai/kling-video"  # every Kling endpoint's status/result/cancel live under it
@@ -222,67 +219,3 @@ def token_expired(token: dict | None) -> bool:
 
 
 # --- downloads --------------------------------------------------------------------------------
-
-
-def _check_size(tmp: Path, expected: int | None, url: str) -> None:
-    if expected is not None and tmp.stat().st_size != expected:
-        raise ConnectionFailed(f"download of {url} ended after {tmp.stat().st_size} of {expected} bytes")
-
-
-def download_to(url: str, path: Path, *, timeout: float, expected_size: int | None) -> Path:
-    attempts = 4
-    for attempt in range(attempts):
-        fd, tmp = temp_sibling(path)
-        try:
-            with os.fdopen(fd, "wb") as out, httpx.Client(timeout=timeout, follow_redirects=True,
-                                                           headers={"User-Agent": user_agent()}) as http:
-                with http.stream("GET", url) as response:
-                    if response.status_code >= 400:
-                        from stillreel.client.errors import error_from_response
-
-                        response.read()
-                        raise error_from_response(response)
-                    for chunk in response.iter_bytes(1 << 20):
-                        out.write(chunk)
-            _check_size(tmp, expected_size, url)
-            os.replace(tmp, path)
-            return path
-        except httpx.TransportError as exc:
-            tmp.unlink(missing_ok=True)
-            if attempt + 1 >= attempts:
-                raise connection_failed(url, exc) from exc
-            time.sleep(backoff(attempt))
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    raise AssertionError("unreachable")
-
-
-async def download_to_async(url: str, path: Path, *, timeout: float, expected_size: int | None) -> Path:
-    attempts = 4
-    for attempt in range(attempts):
-        fd, tmp = temp_sibling(path)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                async with httpx.AsyncClient(timeout=timeout, follow_redirects=True,
-                                             headers={"User-Agent": user_agent()}) as http:
-                    async with http.stream("GET", url) as response:
-                        if response.status_code >= 400:
-                            from stillreel.client.errors import error_from_response
-
-                            await response.aread()
-                            raise error_from_response(response)
-                        async for chunk in response.aiter_bytes(1 << 20):
-                            out.write(chunk)
-            _check_size(tmp, expected_size, url)
-            os.replace(tmp, path)
-            return path
-        except httpx.TransportError as exc:
-            tmp.unlink(missing_ok=True)
-            if attempt + 1 >= attempts:
-                raise connection_failed(url, exc) from exc
-            await asyncio.sleep(backoff(attempt))
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    raise AssertionError("unreachable")

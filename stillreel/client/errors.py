@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from stillreel.client.types import CANCELLED_ERROR_TYPE
+from stillreel.client.states import CANCELLED_ERROR_TYPE
 
 
 class StillreelError(Exception):

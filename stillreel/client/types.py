@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-IN_QUEUE = "IN_QUEUE"
-IN_PROGRESS = "IN_PROGRESS"
-COMPLETED = "COMPLETED"
-CANCELLED_ERROR_TYPE = "request_cancelled"
+from stillreel.client.download import download_to, download_to_async
+from stillreel.client.states import CANCELLED_ERROR_TYPE, COMPLETED, IN_PROGRESS, IN_QUEUE
 
 
 @dataclass(frozen=True)
@@ -113,13 +110,9 @@ class File:
         The file URL is fetched without credentials: stillreel's file URLs are public, as fal's are,
         and the URL may point at another host (an S3 presigned URL) that must not see the key.
         """
-        from stillreel.client._http import download_to
-
         return download_to(self.url, Path(path), timeout=timeout, expected_size=self.file_size)
 
     async def download_async(self, path: str | os.PathLike, *, timeout: float = 120.0) -> Path:
-        from stillreel.client._http import download_to_async
-
         return await download_to_async(self.url, Path(path), timeout=timeout, expected_size=self.file_size)
 
 
@@ -137,16 +130,6 @@ class Result:
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
-
-
-def temp_sibling(path: Path) -> tuple[int, Path]:
-    """A temporary file next to ``path`` so the final rename stays on one filesystem."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)  # mkstemp makes 0600; the finished file should look like any other
-    return fd, Path(name)
 
 
 __all__ = [

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from stillreel.jobs.schema import api_keys, server_secrets
 from stillreel.jobs.store import JobStore
@@ -35,29 +37,26 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def server_secret(store: JobStore, name: str) -> bytes:
-    """A random secret shared by every process using this database, created on first use."""
+def server_secret(store: JobStore, name: str, make=lambda: secrets.token_hex(32)) -> str:
+    """A secret shared by every process using this database, created on first use.
+
+    Created atomically: the insert does nothing if another process got there first, and every
+    process then reads the one stored value, so replicas starting together agree on it.
+    """
     t = server_secrets.c
     with store.read() as conn:
         value = conn.execute(sa.select(t.value).where(t.name == name)).scalar()
     if value is None:
+        dialect = sqlite_insert if store.sqlite else pg_insert
         with store.write() as conn:
-            value = conn.execute(sa.select(t.value).where(t.name == name)).scalar()
-            if value is None:
-                value = secrets.token_hex(32)
-                conn.execute(server_secrets.insert().values(name=name, value=value))
+            conn.execute(dialect(server_secrets).values(name=name, value=make()).on_conflict_do_nothing())
+            value = conn.execute(sa.select(t.value).where(t.name == name)).scalar_one()
+    return value
+
+
+def secret_bytes(value: str) -> bytes:
+    """A stored secret as bytes: 64 hex digits are 32 random bytes, anything else its UTF-8."""
     return bytes.fromhex(value) if len(value) == 64 else value.encode()
-
-
-def put_server_secret(store: JobStore, name: str, value: str) -> None:
-    with store.write() as conn:
-        conn.execute(server_secrets.delete().where(server_secrets.c.name == name))
-        conn.execute(server_secrets.insert().values(name=name, value=value))
-
-
-def get_server_secret(store: JobStore, name: str) -> str | None:
-    with store.read() as conn:
-        return conn.execute(sa.select(server_secrets.c.value).where(server_secrets.c.name == name)).scalar()
 
 
 class Keys:
@@ -132,7 +131,7 @@ class Keys:
 
     def _secret(self) -> bytes:
         if self._token_secret is None:
-            self._token_secret = server_secret(self.store, "upload_token")
+            self._token_secret = secret_bytes(server_secret(self.store, "upload_token"))
         return self._token_secret
 
     def issue_token(self, key_id: str | None) -> tuple[str, dt.datetime]:

@@ -174,6 +174,20 @@ def make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+# Any constant shared by every stillreel process: the advisory lock that serialises schema creation.
+_SCHEMA_LOCK = 0x5354494C  # "STIL"
+
+
+def create_schema(engine: sa.Engine) -> None:
+    """Create the tables that are missing. On PostgreSQL, under an advisory lock: two replicas
+    starting on one empty database would otherwise race in CREATE TABLE and one would fail."""
+    if engine.dialect.name != "postgresql":
+        metadata.create_all(engine)
+        return
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+        metadata.create_all(conn)
+
 
 
 def cancelled_failure() -> Failure:

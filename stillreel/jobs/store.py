@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from stillreel.jobs.schema import (
     ACTIVE, CANCELED, CANCELING, FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Failure, Job, QueueFull,
-    cancelled_failure, make_engine, metadata, request_logs, requests, webhook_outbox,
+    cancelled_failure, create_schema, make_engine, request_logs, requests, webhook_outbox,
 )
 
 FINAL_CACHE_SIZE = 5000
@@ -32,7 +32,7 @@ class JobStore:
         self.engine = make_engine(url)
         self.sqlite = url.startswith("sqlite")
         self._final: dict[str, tuple[Job, list[dict]]] = {}
-        metadata.create_all(self.engine)
+        create_schema(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -16,7 +16,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from stillreel.jobs.keys import get_server_secret, put_server_secret
+from stillreel.jobs.keys import server_secret
 from stillreel.jobs.store import JobStore
 
 log = logging.getLogger("stillreel.webhooks")
@@ -24,10 +24,8 @@ log = logging.getLogger("stillreel.webhooks")
 
 class Signer:
     def __init__(self, store: JobStore):
-        raw = get_server_secret(store, "webhook_ed25519")
-        if raw is None:
-            put_server_secret(store, "webhook_ed25519", Ed25519PrivateKey.generate().private_bytes_raw().hex())
-            raw = get_server_secret(store, "webhook_ed25519")
+        # One key per database, whichever replica creates it first.
+        raw = server_secret(store, "webhook_ed25519", lambda: Ed25519PrivateKey.generate().private_bytes_raw().hex())
         self.private_key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(raw))
         public = self.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.public_key_b64 = base64.urlsafe_b64encode(public).decode().rstrip("=")
