@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,6 @@ class Settings:
     bindings: dict[str, EngineSpec] = field(default_factory=dict)  # endpoint id → engine
     limits: Limits = field(default_factory=Limits)
     lease_s: float = 30.0
-    heartbeat_s: float = 2.0
     cancel_grace_s: float = 10.0  # a running engine that ignores a cancel is killed after this
     max_attempts: int = 3  # a request whose worker died this many times fails
     default_max_queue: int | None = None  # fal_max_queue_length when the caller sends none
@@ -88,7 +86,3 @@ def load_config_file(path: Path) -> tuple[EngineSpec | None, dict[str, EngineSpe
     default = spec(data["engine"]) if "engine" in data else None
     bindings = {eid: spec(t) for eid, t in data.get("endpoints", {}).items()}
     return default, bindings
-
-
-def env_default(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(f"STILLREEL_{name}", default)
