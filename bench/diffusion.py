@@ -137,6 +137,7 @@ class Run:
     peak_gib: float
     frames: np.ndarray | None = field(default=None, repr=False)
     note: str = ""
+    extra: dict = field(default_factory=dict)  # figures that go into the JSON line as they are
 
     def projected(self, steps: int) -> float:
         """The clip's time at ``steps``: fixed costs (encode, decode) + steps × per-step."""
@@ -187,7 +188,7 @@ def measure(label: str, steps: int, device: str, work) -> Run:
     return Run(label, steps, seconds, clock.per_step(), peak, frames)
 
 
-def bench_model(name: str, args) -> list[Run]:
+def bench_model(name: str, args, on_run=lambda runs: None) -> list[Run]:
     from PIL import Image
 
     from stillreel.engines.base import GenerationRequest, Shot
@@ -201,7 +202,7 @@ def bench_model(name: str, args) -> list[Run]:
     if args.tiny:
         width, height, frames, fps = 64, 32, 9, 8
     steps = args.steps or card_steps
-    device = "cpu" if args.tiny else "cuda"
+    device = args.device
     build = tiny_pipeline if args.tiny else full_pipeline
     pipe, family = build(name, device)
     pipe.set_progress_bar_config(disable=True)
@@ -219,9 +220,10 @@ def bench_model(name: str, args) -> list[Run]:
 
     runs = []
     print(f"\n{name}: {width}x{height}, {frames} frames, {steps} steps (card: {card_steps}), guidance {guidance}")
-    measure("warm-up", 2, device, lambda c: plain(c, 2))
+    measure("warm-up", 1, device, lambda c: plain(c, 1))
     runs.append(measure("plain diffusers", steps, device, plain))
     _print(runs[-1], card_steps)
+    on_run(runs)
 
     def engine_run(label, extra, n=steps, cfg=0.5, note=""):
         options = parse({"model": f"random:{name}", "family": family, "steps": n, "guidance": guidance,
@@ -241,19 +243,25 @@ def bench_model(name: str, args) -> list[Run]:
                 model.disable_cache()
         return run
 
-    fast = {"attention": args.attention, "compile": not args.tiny and not args.no_compile}
+    fast = {"attention": args.attention, "compile": device == "cuda" and not args.no_compile}
     runs.append(engine_run("stillreel lossless", fast))
     diff = np.abs(runs[-1].frames.astype(np.int16) - runs[0].frames.astype(np.int16))
+    runs[-1].extra = {"diff_vs_plain_mean": round(float(diff.mean()), 4), "diff_vs_plain_max": int(diff.max())}
     runs[-1].note = (f"vs plain: mean |Δ| {diff.mean():.3f}, max {int(diff.max())} (uint8 levels); "
                      + runs[-1].note)
     _print(runs[-1], card_steps, runs[0])
+    on_run(runs)
+    # The distilled line reuses the lossless compiled graphs; the cache line recompiles (graph breaks at
+    # its hooks) and goes last, the first to be cut when a time-boxed run runs out of time.
+    runs.append(engine_run("stillreel 4-step distilled (CFG off)", fast, n=4, cfg=0.0,
+                           note="a quality trade (needs distilled weights), not an equal-quality speed-up; "))
+    _print(runs[-1], 4, runs[0], baseline_steps=card_steps)
+    on_run(runs)
     if args.cache:
         runs.append(engine_run(f"stillreel + {args.cache} cache", {**fast, "cache": args.cache},
                                note="lossy; random weights: hit rate not representative; "))
         _print(runs[-1], card_steps, runs[0])
-    runs.append(engine_run("stillreel 4-step distilled (CFG off)", fast, n=4, cfg=0.0,
-                           note="a quality trade (needs distilled weights), not an equal-quality speed-up; "))
-    _print(runs[-1], 4, runs[0], baseline_steps=card_steps)
+        on_run(runs)
     return runs
 
 
@@ -306,29 +314,56 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="stillreel without torch.compile")
     parser.add_argument("--smoke", action="store_true", help="only the GPU smoke test (tiny models)")
     parser.add_argument("--tiny", action="store_true", help="CPU dry run on tiny random models")
+    parser.add_argument("--device", help="cuda (default), or with --tiny: cuda where there is one, else cpu")
+    parser.add_argument("--no-smoke", action="store_true", help="skip the smoke test before the timings")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
-    if not args.tiny and not torch.cuda.is_available():
+    if args.device is None:
+        args.device = "cuda" if not args.tiny or torch.cuda.is_available() else "cpu"
+    if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"CUDA is not available (torch {torch.__version__}): this benchmark times a GPU. "
                          "Run it on a machine with an NVIDIA GPU and a CUDA build of torch, or use --tiny "
                          "for a CPU dry run of the script itself.")
     if args.smoke:
         return smoke()
-    if not args.tiny:
+    if args.device == "cuda":
         print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-        smoke()
+        if not args.no_smoke:
+            smoke()
     results = {}
+
+    def save(name: str, runs: list[Run]) -> None:
+        """Rewrite the JSON after every line, so a run cut by its deadline keeps the lines it finished."""
+        results[name] = speed_lines(name, runs, args)
+        if args.json:
+            device = torch.cuda.get_device_name() if args.device == "cuda" else f"{args.device} (dry run)"
+            doc = {"device": device, "torch": torch.__version__, "tiny": args.tiny, "results": results}
+            args.json.write_text(json.dumps(doc, indent=2))
+
     for name in MODELS if args.model == "all" else [args.model]:
-        runs = bench_model(name, args)
-        results[name] = [{"label": r.label, "steps": r.steps, "seconds": round(r.seconds, 3),
-                          "step_seconds": round(r.step_seconds, 4), "peak_gib": round(r.peak_gib, 2),
-                          "note": r.note} for r in runs]
+        bench_model(name, args, on_run=lambda runs, name=name: save(name, runs))
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    if args.json:
-        device = "cpu (tiny dry run)" if args.tiny else torch.cuda.get_device_name()
-        args.json.write_text(json.dumps({"device": device, "torch": torch.__version__, "results": results}, indent=2))
+
+
+def speed_lines(name: str, runs: list[Run], args) -> dict:
+    """One model's figures; every line's ``speedup`` is plain's clip time over its own, both projected
+    to the card's step count (the distilled line at its own 4 steps)."""
+    _, width, height, frames, fps, card_steps, guidance, _ = MODELS[name]
+    if args.tiny:
+        width, height, frames, fps = 64, 32, 9, 8
+    base = runs[0].projected(card_steps)
+    lines = []
+    for r in runs:
+        steps = r.steps if r.label.startswith("stillreel 4-step") else card_steps
+        clip = r.projected(steps)
+        lines.append({"label": r.label, "steps": r.steps, "seconds": round(r.seconds, 3),
+                      "step_seconds": round(r.step_seconds, 4), "projected_steps": steps,
+                      "projected_seconds": round(clip, 2), "speedup": round(base / clip, 3) if clip > 0 else None,
+                      "peak_gib": round(r.peak_gib, 2), **r.extra, "note": r.note})
+    return {"width": width, "height": height, "frames": frames, "fps": fps, "card_steps": card_steps,
+            "guidance": guidance, "timed_steps": runs[0].steps, "lines": lines}
 
 
 if __name__ == "__main__":
