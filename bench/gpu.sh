@@ -24,7 +24,7 @@ WHEELS=${GPU_WHEELS:-.whl}
 SITE=${GPU_SITE:-/tmp/stillreel-gpu-site}
 STEPS=${STEPS:-3}
 BUDGET=${GPU_BUDGET_S:-480}
-[ "$TINY" = --tiny ] && BUDGET=${GPU_BUDGET_S:-110} && STEPS=2
+[ "$TINY" = --tiny ] && BUDGET=${GPU_BUDGET_S:-170} && STEPS=2
 DEADLINE=$(( $(date +%s) + BUDGET ))
 left() { echo $(( DEADLINE - $(date +%s) )); }
 cap() { local l; l=$(left); [ "$1" -lt "$l" ] && echo "$1" || echo "$l"; }
