@@ -144,6 +144,12 @@ class Run:
         return self.seconds + (steps - self.steps) * self.step_seconds
 
 
+class Runs(list):
+    """The lines timed so far, and the lines that failed (``errors``: label and message)."""
+
+    errors: list[dict]
+
+
 class StepClock:
     """Timestamps at each step end (device synchronised), usable as a callback or a Progress."""
 
@@ -218,7 +224,7 @@ def bench_model(name: str, args, on_run=lambda runs: None) -> list[Run]:
                    callback_on_step_end=clock.callback)
         return (out.frames[0] * 255).round().clip(0, 255).astype(np.uint8)
 
-    runs = []
+    runs = Runs()
     print(f"\n{name}: {width}x{height}, {frames} frames, {steps} steps (card: {card_steps}), guidance {guidance}")
     measure("warm-up", 1, device, lambda c: plain(c, 1))
     runs.append(measure("plain diffusers", steps, device, plain))
@@ -226,6 +232,18 @@ def bench_model(name: str, args, on_run=lambda runs: None) -> list[Run]:
     on_run(runs)
 
     def engine_run(label, extra, n=steps, cfg=0.5, note=""):
+        """One stillreel line; a failure (say, a compile error on this GPU) is recorded, not fatal."""
+        try:
+            return _engine_run(label, extra, n, cfg, note)
+        except Exception as exc:  # noqa: BLE001 — the other lines still run and get saved
+            import traceback
+
+            traceback.print_exc()
+            errors.append({"label": label, "error": f"{type(exc).__name__}: {exc}"[:500]})
+            on_run(runs)
+            return None
+
+    def _engine_run(label, extra, n, cfg, note):
         options = parse({"model": f"random:{name}", "family": family, "steps": n, "guidance": guidance,
                          "fps": fps, "resolution": f"{width}x{height}", "device": device, **extra})
         applied = apply(pipe, runner(resolve(options)).denoisers(pipe), options, torch.device(device),
@@ -243,8 +261,12 @@ def bench_model(name: str, args, on_run=lambda runs: None) -> list[Run]:
                 model.disable_cache()
         return run
 
+    errors = runs.errors = []
     fast = {"attention": args.attention, "compile": device == "cuda" and not args.no_compile}
-    runs.append(engine_run("stillreel lossless", fast))
+    lossless = engine_run("stillreel lossless", fast)
+    if lossless is None:
+        return runs
+    runs.append(lossless)
     diff = np.abs(runs[-1].frames.astype(np.int16) - runs[0].frames.astype(np.int16))
     runs[-1].extra = {"diff_vs_plain_mean": round(float(diff.mean()), 4), "diff_vs_plain_max": int(diff.max())}
     runs[-1].note = (f"vs plain: mean |Δ| {diff.mean():.3f}, max {int(diff.max())} (uint8 levels); "
@@ -253,15 +275,19 @@ def bench_model(name: str, args, on_run=lambda runs: None) -> list[Run]:
     on_run(runs)
     # The distilled line reuses the lossless compiled graphs; the cache line recompiles (graph breaks at
     # its hooks) and goes last, the first to be cut when a time-boxed run runs out of time.
-    runs.append(engine_run("stillreel 4-step distilled (CFG off)", fast, n=4, cfg=0.0,
-                           note="a quality trade (needs distilled weights), not an equal-quality speed-up; "))
-    _print(runs[-1], 4, runs[0], baseline_steps=card_steps)
-    on_run(runs)
-    if args.cache:
-        runs.append(engine_run(f"stillreel + {args.cache} cache", {**fast, "cache": args.cache},
-                               note="lossy; random weights: hit rate not representative; "))
-        _print(runs[-1], card_steps, runs[0])
+    distilled = engine_run("stillreel 4-step distilled (CFG off)", fast, n=4, cfg=0.0,
+                           note="a quality trade (needs distilled weights), not an equal-quality speed-up; ")
+    if distilled is not None:
+        runs.append(distilled)
+        _print(runs[-1], 4, runs[0], baseline_steps=card_steps)
         on_run(runs)
+    if args.cache:
+        cached = engine_run(f"stillreel + {args.cache} cache", {**fast, "cache": args.cache},
+                            note="lossy; random weights: hit rate not representative; ")
+        if cached is not None:
+            runs.append(cached)
+            _print(runs[-1], card_steps, runs[0])
+            on_run(runs)
     return runs
 
 
@@ -363,7 +389,8 @@ def speed_lines(name: str, runs: list[Run], args) -> dict:
                       "projected_seconds": round(clip, 2), "speedup": round(base / clip, 3) if clip > 0 else None,
                       "peak_gib": round(r.peak_gib, 2), **r.extra, "note": r.note})
     return {"width": width, "height": height, "frames": frames, "fps": fps, "card_steps": card_steps,
-            "guidance": guidance, "timed_steps": runs[0].steps, "lines": lines}
+            "guidance": guidance, "timed_steps": runs[0].steps, "lines": lines,
+            "errors": list(getattr(runs, "errors", []))}
 
 
 if __name__ == "__main__":

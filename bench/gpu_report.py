@@ -30,6 +30,14 @@ def _read(path: Path, default):
         return default
 
 
+def _head() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, timeout=10).stdout.strip() or None
+    except OSError:
+        return None
+
+
 def collect(out: Path) -> dict:
     stages = {}
     for line in (out / "stages.txt").read_text().splitlines() if (out / "stages.txt").exists() else []:
@@ -39,11 +47,7 @@ def collect(out: Path) -> dict:
     smoke = [json.loads(x) for x in smoke_file.read_text().splitlines() if x.strip()] if smoke_file.exists() else []
     speed = _read(out / "speed.json", {})
     versions = _read(out / "versions.json", {})
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
-    except OSError:
-        commit = None
+    commit = _head()
     doc = {"schema": SCHEMA, "date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": commit,
            "tiny": bool(speed.get("tiny", False)), "gpu": versions.get("gpu"), "versions": versions,
            "stages": stages, "smoke": smoke, "speed": speed.get("results", {})}
@@ -65,6 +69,7 @@ def table(doc: dict) -> str:
                     if "diff_vs_plain_mean" in line else "")
             rows.append(f"| {line['label']} | {line['projected_steps']} | {line['projected_seconds']:.1f} | "
                         f"×{line['speedup']:.2f} | {line['peak_gib']:.1f} | {diff} |")
+        rows += [f"{e['label']}: FAILED ({e['error']})" for e in fig.get("errors", [])]
         rows.append("")
     smoke = doc["smoke"]
     rows.append(f"Smoke: {sum(s['ok'] for s in smoke)}/{len(smoke)} families OK "
@@ -78,6 +83,8 @@ def table(doc: dict) -> str:
 
 def save(path: Path) -> Path:
     doc = json.loads(path.read_text())
+    if doc.get("commit") is None:  # the device machine's copy of the tree has no .git: the one sent is HEAD here
+        doc["commit"] = _head()
     slug = re.sub(r"[^a-z0-9]+", "-", (doc["gpu"] or "cpu").lower()).strip("-")
     target = REPO / "bench" / "results" / f"{doc['date']}-{slug}{'-tiny' if doc['tiny'] else ''}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
