@@ -76,3 +76,16 @@ def test_the_report_renders_a_benchmarks_table(run, tmp_path):
     out = subprocess.run([sys.executable, "bench/gpu_report.py", "table", str(path)], cwd=REPO,
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert "| stillreel lossless | 50 |" in out and "Smoke: 5/5 families OK" in out
+
+
+def test_a_failing_stillreel_line_is_recorded_and_plain_is_kept(tmp_path):
+    # An attention backend that cannot be used fails the lossless line (as a compile or kernel error
+    # on a GPU would): the JSON still holds the plain line and names the failure.
+    out = tmp_path / "speed.json"
+    result = subprocess.run([sys.executable, "bench/diffusion.py", "--tiny", "--device", "cpu", "--model",
+                             "wan2.2-ti2v-5b", "--steps", "1", "--attention", "no-such-backend", "--json", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    fig = json.loads(out.read_text())["results"]["wan2.2-ti2v-5b"]
+    assert [line["label"] for line in fig["lines"]] == ["plain diffusers"]
+    assert fig["errors"][0]["label"] == "stillreel lossless" and "attention" in fig["errors"][0]["error"]
