@@ -67,14 +67,28 @@ def _umt5_xxl(device, dtype, vocab_size: int | None = None):
 
 
 def _on(device, dtype, build):
-    """Build a module directly on ``device`` in ``dtype``: a 14B model never touches the CPU."""
+    """Build a module directly on ``device`` in ``dtype``: a 14B model never touches the CPU.
+
+    As ``from_pretrained(torch_dtype=bf16)`` does for the model card, the modules a model names in
+    ``_keep_in_fp32_modules`` (Wan: rope, time embedder, norms, scale-shift tables; T5: ``wo``) stay in
+    float32 — a blanket ``.to(bf16)`` would time (and compare) a model nobody runs.
+    """
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
-            return build().to(dtype)
+            return keep_fp32_modules(build().to(dtype))
     finally:
         torch.set_default_dtype(previous)
+
+
+def keep_fp32_modules(model):
+    keep = set(getattr(model, "_keep_in_fp32_modules", None) or ())
+    if keep:
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if tensor.is_floating_point() and keep.intersection(name.split(".")):
+                tensor.data = tensor.data.float()
+    return model
 
 
 def full_pipeline(name: str, device: str):

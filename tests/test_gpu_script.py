@@ -89,3 +89,23 @@ def test_a_failing_stillreel_line_is_recorded_and_plain_is_kept(tmp_path):
     fig = json.loads(out.read_text())["results"]["wan2.2-ti2v-5b"]
     assert [line["label"] for line in fig["lines"]] == ["plain diffusers"]
     assert fig["errors"][0]["label"] == "stillreel lossless" and "attention" in fig["errors"][0]["error"]
+
+
+def test_the_full_size_benchmark_model_keeps_the_card_fp32_modules():
+    # Built on the meta device (no memory, no time): the published Wan2.2-TI2V-5B architecture, bf16
+    # except the modules diffusers' from_pretrained keeps in float32, as the model card loads it.
+    import torch
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import diffusion
+
+    pipe, family = diffusion.full_pipeline("wan2.2-ti2v-5b", "meta")
+    assert family == "wan2.2-ti2v-5b"
+    transformer = pipe.transformer
+    assert 4.9e9 < sum(p.numel() for p in transformer.parameters()) < 5.1e9
+    dtypes = {name: p.dtype for name, p in transformer.named_parameters()}
+    assert dtypes["blocks.0.attn1.to_q.weight"] == torch.bfloat16
+    assert dtypes["blocks.0.scale_shift_table"] == torch.float32
+    assert all(d == torch.float32 for n, d in dtypes.items() if n.startswith("condition_embedder.time_embedder."))
+    assert next(pipe.vae.parameters()).dtype == torch.float32
+    assert (pipe.vae_scale_factor_spatial, pipe.vae_scale_factor_temporal) == (16, 4)
