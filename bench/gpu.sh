@@ -29,6 +29,7 @@ DEADLINE=$(( $(date +%s) + BUDGET ))
 left() { echo $(( DEADLINE - $(date +%s) )); }
 cap() { local l; l=$(left); [ "$1" -lt "$l" ] && echo "$1" || echo "$l"; }
 exec > >(tee "$OUT/gpu.log") 2>&1
+TEE=$!
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 echo "== gpu.sh $(date -u +%FT%TZ) budget ${BUDGET}s, ${STEPS} timed steps ${TINY}"
 : >"$OUT/stages.txt"
@@ -75,5 +76,10 @@ else
   stage speed skipped 0
 fi
 
-# 4. one JSON, and the table for BENCHMARKS.md
+# 4. one JSON, and the table for BENCHMARKS.md; the exit status says whether every stage finished
 "$PY" bench/gpu_report.py collect "$OUT"
+status=$?
+awk '$2 != "0" { bad = 1 } END { exit bad }' "$OUT/stages.txt" || status=1
+exec >&- 2>&-
+wait "$TEE" 2>/dev/null || sleep 1  # let tee write the log's last lines before $OUT is collected
+exit $status

@@ -74,7 +74,7 @@ def table(doc: dict) -> str:
     smoke = doc["smoke"]
     rows.append(f"Smoke: {sum(s['ok'] for s in smoke)}/{len(smoke)} families OK "
                 f"({', '.join(s['family'] + ('' if s['ok'] else ' FAILED') for s in smoke)}).")
-    cut = [name for name, s in doc["stages"].items() if s["status"] not in (0, "skipped")]
+    cut = [name for name, s in doc["stages"].items() if s["status"] != 0]
     if cut:
         status = [f"{name} (status {doc['stages'][name]['status']})" for name in cut]
         rows.append(f"Stages not finished: {', '.join(status)}.")
