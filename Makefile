@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DATA   ?= .stillreel
 
-.PHONY: install install-test serve test system-deps postgres js-deps bench clean
+.PHONY: install install-test serve test system-deps postgres js-deps bench gpu-wheels clean
 
 # The server and its CPU motion engine (no torch).
 install: $(VENV)/.base
@@ -45,6 +45,10 @@ test: install-test system-deps postgres js-deps
 bench: install-test system-deps
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/motion.py
+
+# Wheels the GPU machine lacks (diffusers, PyAV, ...) into .whl/, carried to it for bench/gpu.sh.
+gpu-wheels:
+	PYTHON=$(BIN)/python scripts/gpu-wheels.sh
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache

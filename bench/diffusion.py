@@ -18,7 +18,9 @@ Lines per model, all from the same pipeline object and seed:
 ``--steps N`` times N steps and projects the card's step count from the measured per-step time
 (fixed costs + steps × per-step): full runs of the 14B model exceed ten minutes per call.
 ``--smoke`` runs a tiny checkpoint through the engine on CUDA (load, compile, generate, encode).
-``--tiny`` runs the whole comparison on tiny random models on the CPU: a dry run of this script.
+``--tiny`` runs the whole comparison on tiny random models (CUDA where there is one, else the CPU):
+a dry run of this script. ``bench/gpu.sh`` runs the smoke test and the Wan2.2-TI2V-5B lines as one
+time-boxed job on a GPU machine and writes JSON (see BENCHMARKS.md).
 
     python bench/diffusion.py --smoke
     python bench/diffusion.py --model wan2.2-ti2v-5b --steps 10 --json out.json
@@ -65,14 +67,28 @@ def _umt5_xxl(device, dtype, vocab_size: int | None = None):
 
 
 def _on(device, dtype, build):
-    """Build a module directly on ``device`` in ``dtype``: a 14B model never touches the CPU."""
+    """Build a module directly on ``device`` in ``dtype``: a 14B model never touches the CPU.
+
+    As ``from_pretrained(torch_dtype=bf16)`` does for the model card, the modules a model names in
+    ``_keep_in_fp32_modules`` (Wan: rope, time embedder, norms, scale-shift tables; T5: ``wo``) stay in
+    float32 — a blanket ``.to(bf16)`` would time (and compare) a model nobody runs.
+    """
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
-            return build().to(dtype)
+            return keep_fp32_modules(build().to(dtype))
     finally:
         torch.set_default_dtype(previous)
+
+
+def keep_fp32_modules(model):
+    keep = set(getattr(model, "_keep_in_fp32_modules", None) or ())
+    if keep:
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if tensor.is_floating_point() and keep.intersection(name.split(".")):
+                tensor.data = tensor.data.float()
+    return model
 
 
 def full_pipeline(name: str, device: str):
@@ -137,10 +153,17 @@ class Run:
     peak_gib: float
     frames: np.ndarray | None = field(default=None, repr=False)
     note: str = ""
+    extra: dict = field(default_factory=dict)  # figures that go into the JSON line as they are
 
     def projected(self, steps: int) -> float:
         """The clip's time at ``steps``: fixed costs (encode, decode) + steps × per-step."""
         return self.seconds + (steps - self.steps) * self.step_seconds
+
+
+class Runs(list):
+    """The lines timed so far, and the lines that failed (``errors``: label and message)."""
+
+    errors: list[dict]
 
 
 class StepClock:
@@ -187,7 +210,7 @@ def measure(label: str, steps: int, device: str, work) -> Run:
     return Run(label, steps, seconds, clock.per_step(), peak, frames)
 
 
-def bench_model(name: str, args) -> list[Run]:
+def bench_model(name: str, args, on_run=lambda runs: None) -> list[Run]:
     from PIL import Image
 
     from stillreel.engines.base import GenerationRequest, Shot
@@ -201,7 +224,7 @@ def bench_model(name: str, args) -> list[Run]:
     if args.tiny:
         width, height, frames, fps = 64, 32, 9, 8
     steps = args.steps or card_steps
-    device = "cpu" if args.tiny else "cuda"
+    device = args.device
     build = tiny_pipeline if args.tiny else full_pipeline
     pipe, family = build(name, device)
     pipe.set_progress_bar_config(disable=True)
@@ -210,20 +233,39 @@ def bench_model(name: str, args) -> list[Run]:
     ).resize((width, height), Image.Resampling.BICUBIC))
     seconds = (frames - 1) // fps
 
-    def plain(clock, n=steps):
+    def plain(clock, n=steps, latent=False):
         out = pipe(image=Image.fromarray(image), prompt=PROMPT, negative_prompt=NEGATIVE, height=height,
                    width=width, num_frames=frames, num_inference_steps=n, guidance_scale=guidance,
-                   generator=torch.Generator("cpu").manual_seed(0), output_type="np",
+                   generator=torch.Generator("cpu").manual_seed(0),
+                   output_type="latent" if latent else "np",
                    callback_on_step_end=clock.callback)
+        if latent:
+            return None
         return (out.frames[0] * 255).round().clip(0, 255).astype(np.uint8)
 
-    runs = []
+    runs = Runs()
     print(f"\n{name}: {width}x{height}, {frames} frames, {steps} steps (card: {card_steps}), guidance {guidance}")
-    measure("warm-up", 2, device, lambda c: plain(c, 2))
+    # Warm-ups skip the VAE decode (output_type="latent"): at 1280×704×121 in fp32 it is a large share
+    # of a run, and it needs no warming. The engine drives this same pipeline object at the same shapes,
+    # so a 1-step plain call after apply() compiles the blocks the timed engine run then uses.
+    measure("warm-up", 1, device, lambda c: plain(c, 1, latent=True))
     runs.append(measure("plain diffusers", steps, device, plain))
     _print(runs[-1], card_steps)
+    on_run(runs)
 
     def engine_run(label, extra, n=steps, cfg=0.5, note=""):
+        """One stillreel line; a failure (say, a compile error on this GPU) is recorded, not fatal."""
+        try:
+            return _engine_run(label, extra, n, cfg, note)
+        except Exception as exc:  # noqa: BLE001 — the other lines still run and get saved
+            import traceback
+
+            traceback.print_exc()
+            errors.append({"label": label, "error": f"{type(exc).__name__}: {exc}"[:500]})
+            on_run(runs)
+            return None
+
+    def _engine_run(label, extra, n, cfg, note):
         options = parse({"model": f"random:{name}", "family": family, "steps": n, "guidance": guidance,
                          "fps": fps, "resolution": f"{width}x{height}", "device": device, **extra})
         applied = apply(pipe, runner(resolve(options)).denoisers(pipe), options, torch.device(device),
@@ -233,7 +275,7 @@ def bench_model(name: str, args) -> list[Run]:
                                     guidance=cfg, negative_prompt=NEGATIVE, seed=0)
         if frames != engine.family.frame_quantum * round(seconds * fps / engine.family.frame_quantum) + 1:
             raise SystemExit(f"{name}: {seconds} s at {fps} fps is not {frames} frames")
-        warm = measure("compile warm-up", n, device, lambda c: np.stack(list(engine.generate(request, c).frames)))
+        warm = measure("compile warm-up", 1, device, lambda c: plain(c, 1, latent=True))
         run = measure(label, n, device, lambda c: np.stack(list(engine.generate(request, c).frames)))
         run.note = f"{note}warm-up {warm.seconds:.1f} s; {json.dumps(applied)}"
         if "cache" in extra:  # the settings stay on the shared pipeline: take the cache off again
@@ -241,19 +283,33 @@ def bench_model(name: str, args) -> list[Run]:
                 model.disable_cache()
         return run
 
-    fast = {"attention": args.attention, "compile": not args.tiny and not args.no_compile}
-    runs.append(engine_run("stillreel lossless", fast))
+    errors = runs.errors = []
+    fast = {"attention": args.attention, "compile": device == "cuda" and not args.no_compile}
+    lossless = engine_run("stillreel lossless", fast)
+    if lossless is None:
+        return runs
+    runs.append(lossless)
     diff = np.abs(runs[-1].frames.astype(np.int16) - runs[0].frames.astype(np.int16))
+    runs[-1].extra = {"diff_vs_plain_mean": round(float(diff.mean()), 4), "diff_vs_plain_max": int(diff.max())}
     runs[-1].note = (f"vs plain: mean |Δ| {diff.mean():.3f}, max {int(diff.max())} (uint8 levels); "
                      + runs[-1].note)
     _print(runs[-1], card_steps, runs[0])
+    on_run(runs)
+    # The distilled line reuses the lossless compiled graphs; the cache line recompiles (graph breaks at
+    # its hooks) and goes last, the first to be cut when a time-boxed run runs out of time.
+    distilled = engine_run("stillreel 4-step distilled (CFG off)", fast, n=4, cfg=0.0,
+                           note="a quality trade (needs distilled weights), not an equal-quality speed-up; ")
+    if distilled is not None:
+        runs.append(distilled)
+        _print(runs[-1], 4, runs[0], baseline_steps=card_steps)
+        on_run(runs)
     if args.cache:
-        runs.append(engine_run(f"stillreel + {args.cache} cache", {**fast, "cache": args.cache},
-                               note="lossy; random weights: hit rate not representative; "))
-        _print(runs[-1], card_steps, runs[0])
-    runs.append(engine_run("stillreel 4-step distilled (CFG off)", fast, n=4, cfg=0.0,
-                           note="a quality trade (needs distilled weights), not an equal-quality speed-up; "))
-    _print(runs[-1], 4, runs[0], baseline_steps=card_steps)
+        cached = engine_run(f"stillreel + {args.cache} cache", {**fast, "cache": args.cache},
+                            note="lossy; random weights: hit rate not representative; ")
+        if cached is not None:
+            runs.append(cached)
+            _print(runs[-1], card_steps, runs[0])
+            on_run(runs)
     return runs
 
 
@@ -306,29 +362,57 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="stillreel without torch.compile")
     parser.add_argument("--smoke", action="store_true", help="only the GPU smoke test (tiny models)")
     parser.add_argument("--tiny", action="store_true", help="CPU dry run on tiny random models")
+    parser.add_argument("--device", help="cuda (default), or with --tiny: cuda where there is one, else cpu")
+    parser.add_argument("--no-smoke", action="store_true", help="skip the smoke test before the timings")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
-    if not args.tiny and not torch.cuda.is_available():
+    if args.device is None:
+        args.device = "cuda" if not args.tiny or torch.cuda.is_available() else "cpu"
+    if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"CUDA is not available (torch {torch.__version__}): this benchmark times a GPU. "
                          "Run it on a machine with an NVIDIA GPU and a CUDA build of torch, or use --tiny "
                          "for a CPU dry run of the script itself.")
     if args.smoke:
         return smoke()
-    if not args.tiny:
+    if args.device == "cuda":
         print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-        smoke()
+        if not args.no_smoke:
+            smoke()
     results = {}
+
+    def save(name: str, runs: list[Run]) -> None:
+        """Rewrite the JSON after every line, so a run cut by its deadline keeps the lines it finished."""
+        results[name] = speed_lines(name, runs, args)
+        if args.json:
+            device = torch.cuda.get_device_name() if args.device == "cuda" else f"{args.device} (dry run)"
+            doc = {"device": device, "torch": torch.__version__, "tiny": args.tiny, "results": results}
+            args.json.write_text(json.dumps(doc, indent=2))
+
     for name in MODELS if args.model == "all" else [args.model]:
-        runs = bench_model(name, args)
-        results[name] = [{"label": r.label, "steps": r.steps, "seconds": round(r.seconds, 3),
-                          "step_seconds": round(r.step_seconds, 4), "peak_gib": round(r.peak_gib, 2),
-                          "note": r.note} for r in runs]
+        bench_model(name, args, on_run=lambda runs, name=name: save(name, runs))
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    if args.json:
-        device = "cpu (tiny dry run)" if args.tiny else torch.cuda.get_device_name()
-        args.json.write_text(json.dumps({"device": device, "torch": torch.__version__, "results": results}, indent=2))
+
+
+def speed_lines(name: str, runs: list[Run], args) -> dict:
+    """One model's figures; every line's ``speedup`` is plain's clip time over its own, both projected
+    to the card's step count (the distilled line at its own 4 steps)."""
+    _, width, height, frames, fps, card_steps, guidance, _ = MODELS[name]
+    if args.tiny:
+        width, height, frames, fps = 64, 32, 9, 8
+    base = runs[0].projected(card_steps)
+    lines = []
+    for r in runs:
+        steps = r.steps if r.label.startswith("stillreel 4-step") else card_steps
+        clip = r.projected(steps)
+        lines.append({"label": r.label, "steps": r.steps, "seconds": round(r.seconds, 3),
+                      "step_seconds": round(r.step_seconds, 4), "projected_steps": steps,
+                      "projected_seconds": round(clip, 2), "speedup": round(base / clip, 3) if clip > 0 else None,
+                      "peak_gib": round(r.peak_gib, 2), **r.extra, "note": r.note})
+    return {"width": width, "height": height, "frames": frames, "fps": fps, "card_steps": card_steps,
+            "guidance": guidance, "timed_steps": runs[0].steps, "lines": lines,
+            "errors": list(getattr(runs, "errors", []))}
 
 
 if __name__ == "__main__":
