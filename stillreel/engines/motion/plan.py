@@ -9,15 +9,17 @@ names the fal field (end images are reported as ``end_image_url``; the v1 endpoi
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from stillreel.engines.base import Aspect, CameraPreset, DynamicMask, EngineError, GenerationRequest
+from stillreel.engines.base import Aspect, Audio, CameraPreset, DynamicMask, EngineError, GenerationRequest
 from stillreel.engines.motion import camera, shots
 from stillreel.engines.motion.geometry import FPS, Cover, nearest_aspect, output_size
 from stillreel.engines.motion.morph import Morph
 from stillreel.engines.motion.scene import BrushStroke, Renderer, Scene, Sequence
+from stillreel.engines.motion.sound import eased_speed, soundtrack
 
 ENGINE = "motion"
 MAX_SECONDS = 60
@@ -37,6 +39,7 @@ class RenderPlan:
     renderer: Renderer
     notes: list[str] = field(default_factory=list)  # log lines: what the engine does and ignores
     info: dict = field(default_factory=dict)
+    audio: Audio | None = None
 
     @property
     def frames(self) -> int:
@@ -125,7 +128,7 @@ def _stroke(i: int, dm: DynamicMask, image_hw: tuple[int, int], cover: Cover) ->
     for j, (x, y) in enumerate(points):
         if not (math.isfinite(x) and math.isfinite(y) and -1 <= x <= w and -1 <= y <= h):
             raise _fail(f"trajectory point {j} of dynamic mask {i} lies outside the {w}x{h} input image "
-                        "(Kling's coordinates: input-image pixels, origin bottom-left)", (*loc, "trajectories", j))
+                        "(points are input-image pixels, top-left origin)", (*loc, "trajectories", j))
     return BrushStroke(mask, tuple(cover.point(x, y) for x, y in points))
 
 
@@ -141,10 +144,6 @@ def _camera_for(request: GenerationRequest, prompt: str, strength: float, still_
 
 def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPlan:
     """Validate ``request`` and decide every shot; raises ``EngineError``."""
-    if request.audio:
-        raise _fail(f"the {ENGINE} engine does not generate audio (it animates the still with geometry and "
-                    "optical flow and makes no sound); set generate_audio to false or use an engine with audio",
-                    ("generate_audio",), "feature_not_supported")
     _check_image(request.start_image, ("image_url",), "start image")
     if request.end_image is not None:
         _check_image(request.end_image, ("end_image_url",), "end image")
@@ -179,6 +178,7 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
         notes.append("camera stays still (motion-brush masks and no camera_control)")
 
     parts: list[Renderer] = []
+    activity: list[np.ndarray] = []  # per frame, 0..1: drives the soundtrack
     # With masks (and no camera_control) the camera stays still: a static region must stay put.
     # The shot that morphs into an end image has no camera at all: it must land on that image.
     still_by_default = bool(strokes) or static is not None
@@ -190,6 +190,7 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
         if last and request.end_image is not None:
             end = request.end_image
             parts.append(Morph(lambda: cover.image(image), lambda end=end: end_cover.image(end), frames))
+            activity.append(_with_cut(0.8 * eased_speed(frames), k))
             notes.append(f"{'shot ' + str(k + 1) + ': ' if n_shots > 1 else ''}camera still; morphs into the "
                          "end image along optical flow")
             continue
@@ -202,6 +203,7 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
         where = focus[(k - 1) % len(focus)] if share < 1.0 else (W / 2, H / 2)
         move = _camera_for(request, shot.prompt, power, still_by_default)
         parts.append(Scene(shots.framed_still(image, cover, share, where), frames, move, strokes, static))
+        activity.append(_with_cut(_move_amount(move, bool(strokes)) * eased_speed(frames), k))
         framing = "" if n_shots == 1 else f"{'wide' if share == 1 else 'medium' if share > 0.6 else 'close'} framing, "
         notes.append(f"{'shot ' + str(k + 1) + ': ' if n_shots > 1 else ''}{framing}camera: {move.name}"
                      f"{'' if move.is_still else f' (strength {power:.2f} from cfg_scale {request.guidance:g})'}")
@@ -209,4 +211,33 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
     renderer = Sequence(parts)
     info = {"engine": ENGINE, "generative": False, "width": W, "height": H, "fps": FPS,
             "frames": renderer.frames, "aspect_ratio": label}
-    return RenderPlan(W, H, FPS, renderer, notes, info)
+    audio = None
+    if request.audio:
+        audio = soundtrack(np.concatenate(activity), FPS, request.seed)
+        notes.append("audio: a procedural ambience (seeded noise and a soft drone whose loudness and brightness "
+                     "follow the motion), not generated from the prompt; nothing is spoken")
+        info["audio"] = "procedural ambience (not generative)"
+    if request.voices:
+        tokens = sorted(set(re.findall(r"<<<voice_\d+>>>", request.prompt)))
+        notes.append(f"voices {', '.join(request.voices)} noted"
+                     f"{' (prompt uses ' + ', '.join(tokens) + ')' if tokens else ''}; no speech is synthesised")
+    return RenderPlan(W, H, FPS, renderer, notes, info, audio)
+
+
+def _move_amount(move: camera.Move, brush: bool) -> float:
+    """How much a shot moves, 0..1, for the soundtrack's loudness."""
+    if move.is_still:
+        return 0.6 if brush else 0.0
+    z = abs(np.log(move.zoom[1] / move.zoom[0])) * 4
+    turn = sum(abs(b - a) for a, b in (move.yaw, move.pitch, move.roll)) / 10
+    slide = sum(abs(b - a) for a, b in (move.tx, move.ty)) * 4
+    return float(min(1.0, z + turn + slide))
+
+
+def _with_cut(curve: np.ndarray, shot: int) -> np.ndarray:
+    """A short burst at the start of every shot after the first: the hard cut is heard."""
+    if shot > 0:
+        n = min(len(curve), 8)
+        curve = curve.copy()
+        curve[:n] = np.maximum(curve[:n], np.exp(-np.arange(n) / 2.5))
+    return curve
