@@ -142,8 +142,8 @@ def test_voices_are_noted_in_the_logs():
 
 
 @pytest.mark.parametrize("size, aspect, loc", [
-    ((4000, 300), Aspect.PORTRAIT, ("body", "aspect_ratio")),  # a 9:16 crop keeps 4% of it
-    ((12, 12), None, ("body", "image_url")),  # too small to be anything
+    ((4000, 300), Aspect.PORTRAIT, ("aspect",)),  # a 9:16 crop keeps 4% of it
+    ((12, 12), None, ("start_image",)),  # too small to be anything
 ])
 def test_uselessly_small_crops_are_refused(size, aspect, loc):
     w, h = size
@@ -165,7 +165,7 @@ def test_masks_with_multi_prompt_are_refused():
     req = GenerationRequest(IMG, (Shot("a", 1), Shot("b", 2)), 3, static_mask=mask)
     with pytest.raises(EngineError) as err:
         create({}).generate(req, NullProgress())
-    assert err.value.loc == ("body", "static_mask_url") and "multi_prompt" in err.value.message
+    assert err.value.loc == ("static_mask",) and "multiple shots" in err.value.message
 
 
 def test_render_errors_reach_the_consumer(tmp_path, monkeypatch):

@@ -57,7 +57,7 @@ def test_shot_durations_must_add_up():
     req = GenerationRequest(IMG, (Shot("a", 2), Shot("b", 2)), 5)
     with pytest.raises(EngineError) as err:
         create({}).generate(req, NullProgress())
-    assert err.value.loc == ("body", "multi_prompt") and "add up to 4 s" in err.value.message
+    assert err.value.loc == ("shots",) and "add up to 4 s" in err.value.message
 
 
 def test_last_shot_lands_on_the_end_image(tmp_path):

@@ -2,8 +2,8 @@
 
 Everything here is cheap (sizes, checks, small mask resamples); the expensive preparation (hole
 fill, optical flow) happens on the render thread. Errors are ``EngineError`` 422s whose ``loc``
-names the fal field (end images are reported as ``end_image_url``; the v1 endpoint calls it
-``tail_image_url``).
+names the normalized request's attribute without a ``"body"`` prefix (``("end_image",)``,
+``("dynamic_masks", 2, "trajectory")``); the endpoint layer translates it to fal's field once.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class RenderPlan:
 
 
 def _fail(message: str, loc: tuple, error_type: str = "value_error") -> EngineError:
-    return EngineError(message, error_type=error_type, loc=("body", *loc))
+    return EngineError(message, error_type=error_type, loc=tuple(loc))
 
 
 def _check_image(img, loc: tuple, what: str) -> None:
@@ -71,16 +71,16 @@ def _cover(img: np.ndarray, width: int, height: int, aspect_label: str, loc: tup
 
 def _check_shots(request: GenerationRequest) -> None:
     if not 1 <= request.seconds <= MAX_SECONDS:
-        raise _fail(f"duration must be 1 to {MAX_SECONDS} s, got {request.seconds}", ("duration",))
+        raise _fail(f"duration must be 1 to {MAX_SECONDS} s, got {request.seconds}", ("seconds",))
     if not request.shots:
         raise _fail("the request has no prompt", ("prompt",))
     if any(s.seconds < 1 for s in request.shots):
-        raise _fail("every shot must last at least 1 s", ("multi_prompt",))
+        raise _fail("every shot must last at least 1 s", ("shots",))
     total = sum(s.seconds for s in request.shots)
     if total != request.seconds:
         raise _fail(
             f"the shot durations add up to {total} s but duration is {request.seconds} s; they must be equal",
-            ("multi_prompt",),
+            ("shots",),
         )
 
 
@@ -88,15 +88,15 @@ def _check_combinations(request: GenerationRequest) -> None:
     # Kling itself does not combine an end image with masks or camera_control: the last frame
     # must be the end image, which a moving camera or a displaced region would contradict.
     has_masks = request.static_mask is not None or bool(request.dynamic_masks)
-    mask_field = "dynamic_masks" if request.dynamic_masks else "static_mask_url"
+    mask_field = "dynamic_masks" if request.dynamic_masks else "static_mask"
     if request.end_image is not None and request.camera is not None:
-        raise _fail("camera_control cannot be combined with an end image (tail_image_url / end_image_url): "
-                    "the last frame must be the end image", ("camera_control",))
+        raise _fail("a camera preset cannot be combined with an end image: "
+                    "the last frame must be the end image", ("camera",))
     if request.end_image is not None and has_masks:
-        raise _fail("motion-brush masks cannot be combined with an end image (tail_image_url / end_image_url)",
+        raise _fail("motion-brush masks cannot be combined with an end image",
                     (mask_field,))
     if has_masks and len(request.shots) > 1:
-        raise _fail("motion-brush masks cannot be combined with multi_prompt", (mask_field,))
+        raise _fail("motion-brush masks cannot be combined with multiple shots", (mask_field,))
 
 
 def _mask(mask, image_hw: tuple[int, int], cover: Cover, loc: tuple, what: str) -> np.ndarray:
@@ -116,19 +116,19 @@ def _mask(mask, image_hw: tuple[int, int], cover: Cover, loc: tuple, what: str) 
 
 def _stroke(i: int, dm: DynamicMask, image_hw: tuple[int, int], cover: Cover) -> BrushStroke:
     loc = ("dynamic_masks", i)
-    mask = _mask(dm.mask, image_hw, cover, (*loc, "mask_url"), f"dynamic mask {i}")
+    mask = _mask(dm.mask, image_hw, cover, (*loc, "mask"), f"dynamic mask {i}")
     if mask.mean() / 255 > MAX_DYNAMIC_COVERAGE:
         raise _fail(f"dynamic mask {i} covers {mask.mean() / 255:.0%} of the frame: there is no background "
-                    "left to move it over", (*loc, "mask_url"))
+                    "left to move it over", (*loc, "mask"))
     points = dm.trajectory
     if len(points) < 2:
         raise _fail(f"dynamic mask {i} needs a trajectory of at least 2 points, got {len(points)}",
-                    (*loc, "trajectories"))
+                    (*loc, "trajectory"))
     h, w = image_hw
     for j, (x, y) in enumerate(points):
         if not (math.isfinite(x) and math.isfinite(y) and -1 <= x <= w and -1 <= y <= h):
             raise _fail(f"trajectory point {j} of dynamic mask {i} lies outside the {w}x{h} input image "
-                        "(points are input-image pixels, top-left origin)", (*loc, "trajectories", j))
+                        "(points are input-image pixels, top-left origin)", (*loc, "trajectory", j))
     return BrushStroke(mask, tuple(cover.point(x, y) for x, y in points))
 
 
@@ -144,9 +144,9 @@ def _camera_for(request: GenerationRequest, prompt: str, strength: float, still_
 
 def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPlan:
     """Validate ``request`` and decide every shot; raises ``EngineError``."""
-    _check_image(request.start_image, ("image_url",), "start image")
+    _check_image(request.start_image, ("start_image",), "start image")
     if request.end_image is not None:
-        _check_image(request.end_image, ("end_image_url",), "end image")
+        _check_image(request.end_image, ("end_image",), "end image")
     _check_shots(request)
     _check_combinations(request)
 
@@ -155,14 +155,14 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
     aspect = Aspect(request.aspect) if request.aspect else nearest_aspect(w, h)
     W, H = output_size(aspect, size_scale)
     label = aspect.value
-    cover = _cover(image, W, H, label, ("aspect_ratio",) if request.aspect else ("image_url",), "input image")
+    cover = _cover(image, W, H, label, ("aspect",) if request.aspect else ("start_image",), "input image")
     end_cover = None
     if request.end_image is not None:
-        end_cover = _cover(request.end_image, W, H, label, ("end_image_url",), "end image")
+        end_cover = _cover(request.end_image, W, H, label, ("end_image",), "end image")
 
     static = None
     if request.static_mask is not None:
-        static = _mask(request.static_mask, (h, w), cover, ("static_mask_url",), "static mask")
+        static = _mask(request.static_mask, (h, w), cover, ("static_mask",), "static mask")
     strokes = tuple(_stroke(i, dm, (h, w), cover) for i, dm in enumerate(request.dynamic_masks))
 
     power = camera.strength(request.guidance)
@@ -175,7 +175,7 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
     if request.negative_prompt:
         notes.append("negative_prompt is ignored (nothing is generated)")
     if request.camera is None and (strokes or static is not None):
-        notes.append("camera stays still (motion-brush masks and no camera_control)")
+        notes.append("camera stays still (motion-brush masks and no camera preset)")
 
     parts: list[Renderer] = []
     activity: list[np.ndarray] = []  # per frame, 0..1: drives the soundtrack
@@ -206,7 +206,7 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
         activity.append(_with_cut(_move_amount(move, bool(strokes)) * eased_speed(frames), k))
         framing = "" if n_shots == 1 else f"{'wide' if share == 1 else 'medium' if share > 0.6 else 'close'} framing, "
         notes.append(f"{'shot ' + str(k + 1) + ': ' if n_shots > 1 else ''}{framing}camera: {move.name}"
-                     f"{'' if move.is_still else f' (strength {power:.2f} from cfg_scale {request.guidance:g})'}")
+                     f"{'' if move.is_still else f' (strength {power:.2f} from guidance {request.guidance:g})'}")
 
     renderer = Sequence(parts)
     info = {"engine": ENGINE, "generative": False, "width": W, "height": H, "fps": FPS,
