@@ -21,6 +21,7 @@ from stillreel.engines.base import (
     GenerationRequest,
     NullProgress,
     Shot,
+    Tier,
 )
 from stillreel.engines.motion import create
 from stillreel.media.encode import encode
@@ -180,3 +181,18 @@ def test_render_errors_reach_the_consumer(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="boom"):
         encode(clip, tmp_path / "x.mp4")
     assert not render_threads()
+
+
+@pytest.mark.parametrize("tier, aspect, size", [
+    (Tier.STANDARD, Aspect.LANDSCAPE, (128, 72)), (Tier.PRO, Aspect.PORTRAIT, (72, 128)),
+    (Tier.UHD, Aspect.LANDSCAPE, (384, 216)), (Tier.UHD, Aspect.PORTRAIT, (216, 384)), (Tier.UHD, Aspect.SQUARE, (288, 288)),
+])
+def test_tier_sizes_at_a_tenth(tier, aspect, size):
+    clip = create({"size_scale": 0.1}).generate(request(tier=tier, aspect=aspect), NullProgress())
+    assert (clip.width, clip.height) == size and clip.info["tier"] == tier.value
+
+
+def test_real_4k_frames(tmp_path):
+    path, _ = render(create({}), request(seconds=1, tier=Tier.UHD), tmp_path / "uhd.mp4")
+    info = probe(path)
+    assert (info["width"], info["height"], info["frames"]) == (3840, 2160, 24)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stillreel.engines.base import Aspect, Audio, CameraPreset, DynamicMask, EngineError, GenerationRequest
+from stillreel.engines.base import Aspect, Audio, Tier, CameraPreset, DynamicMask, EngineError, GenerationRequest
 from stillreel.engines.motion import camera, shots
 from stillreel.engines.motion.geometry import FPS, Cover, nearest_aspect, output_size
 from stillreel.engines.motion.morph import Morph
@@ -153,7 +153,7 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
     image = request.start_image
     h, w = image.shape[:2]
     aspect = Aspect(request.aspect) if request.aspect else nearest_aspect(w, h)
-    W, H = output_size(aspect, size_scale)
+    W, H = output_size(aspect, size_scale, request.tier)
     label = aspect.value
     cover = _cover(image, W, H, label, ("aspect",) if request.aspect else ("start_image",), "input image")
     end_cover = None
@@ -210,7 +210,7 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
 
     renderer = Sequence(parts)
     info = {"engine": ENGINE, "generative": False, "width": W, "height": H, "fps": FPS,
-            "frames": renderer.frames, "aspect_ratio": label}
+            "frames": renderer.frames, "aspect_ratio": label, "tier": Tier(request.tier).value}
     audio = None
     if request.audio:
         audio = soundtrack(np.concatenate(activity), FPS, request.seed)
