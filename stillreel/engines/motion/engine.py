@@ -26,6 +26,7 @@ CAPABILITIES = Capabilities(
     multi_shot=True,
     audio=True,  # a procedural ambience that follows the motion (sound.py), not generative
     negative_prompt=True,  # accepted and ignored (documented): nothing is generated
+    intelligent_shots=True,  # the prompt split into shots (shots.split_prompt)
     voices=True,  # noted in the logs; nothing is spoken
     aspect_ratio=True,
 )

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from stillreel.engines.base import Aspect, Audio, Tier, CameraPreset, DynamicMask, EngineError, GenerationRequest
+from stillreel.engines.base import Aspect, Audio, Shot, ShotType, Tier, CameraPreset, DynamicMask, EngineError, GenerationRequest
 from stillreel.engines.motion import camera, shots
 from stillreel.engines.motion.geometry import FPS, Cover, nearest_aspect, output_size
 from stillreel.engines.motion.morph import Morph
@@ -148,6 +148,12 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
     if request.end_image is not None:
         _check_image(request.end_image, ("end_image",), "end image")
     _check_shots(request)
+    split_note = None
+    if ShotType(request.shot_type) is ShotType.INTELLIGENT and len(request.shots) == 1:
+        pieces = shots.split_prompt(request.shots[0].prompt, request.seconds)
+        request = replace(request, shots=tuple(Shot(text, sec) for text, sec in pieces))
+        split_note = "shot_type intelligent: the prompt split into " + "; ".join(
+            f"shot {k + 1} ({sec} s): {text!r}" for k, (text, sec) in enumerate(pieces))
     _check_combinations(request)
 
     image = request.start_image
@@ -172,6 +178,8 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
         f"output {W}x{H} ({label}), {request.seconds} s at {FPS} fps; cover-crop keeps "
         f"{cover.kept_fraction:.0%} of the {w}x{h} input",
     ]
+    if split_note:
+        notes.append(split_note)
     if request.negative_prompt:
         notes.append("negative_prompt is ignored (nothing is generated)")
     if request.camera is None and (strokes or static is not None):
