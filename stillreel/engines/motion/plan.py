@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from stillreel.engines.base import Aspect, Audio, Shot, ShotType, Tier, CameraPreset, DynamicMask, EngineError, GenerationRequest
-from stillreel.engines.motion import camera, shots
+from stillreel.engines.motion.camera import Move, PRESETS, PUSH_IN, STILL, move_from_prompt, strength
+from stillreel.engines.motion.shots import DEFAULT_CYCLE, FRAMINGS, focus_points, framed_still, framing_from_prompt, split_prompt
 from stillreel.engines.motion.geometry import FPS, Cover, nearest_aspect, output_size
 from stillreel.engines.motion.morph import Morph
 from stillreel.engines.motion.scene import BrushStroke, Renderer, Scene, Sequence
@@ -132,14 +133,14 @@ def _stroke(i: int, dm: DynamicMask, image_hw: tuple[int, int], cover: Cover) ->
     return BrushStroke(mask, tuple(cover.point(x, y) for x, y in points))
 
 
-def _camera_for(request: GenerationRequest, prompt: str, strength: float, still_by_default: bool) -> camera.Move:
+def _camera_for(request: GenerationRequest, prompt: str, strength: float, still_by_default: bool) -> Move:
     if request.camera is not None:
-        move = camera.PRESETS[CameraPreset(request.camera)]
+        move = PRESETS[CameraPreset(request.camera)]
     elif still_by_default:
-        return camera.STILL
+        return STILL
     else:
-        move = camera.move_from_prompt(prompt) or camera.PUSH_IN
-    return camera.STILL if move.is_still else move.scaled(strength)
+        move = move_from_prompt(prompt) or PUSH_IN
+    return STILL if move.is_still else move.scaled(strength)
 
 
 def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPlan:
@@ -150,7 +151,7 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
     _check_shots(request)
     split_note = None
     if ShotType(request.shot_type) is ShotType.INTELLIGENT and len(request.shots) == 1:
-        pieces = shots.split_prompt(request.shots[0].prompt, request.seconds)
+        pieces = split_prompt(request.shots[0].prompt, request.seconds)
         request = replace(request, shots=tuple(Shot(text, sec) for text, sec in pieces))
         split_note = "shot_type intelligent: the prompt split into " + "; ".join(
             f"shot {k + 1} ({sec} s): {text!r}" for k, (text, sec) in enumerate(pieces))
@@ -171,7 +172,7 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
         static = _mask(request.static_mask, (h, w), cover, ("static_mask",), "static mask")
     strokes = tuple(_stroke(i, dm, (h, w), cover) for i, dm in enumerate(request.dynamic_masks))
 
-    power = camera.strength(request.guidance)
+    power = strength(request.guidance)
     notes = [
         f"{ENGINE} engine: animates the still with geometry and optical flow; it is not generative and "
         "invents no new content",
@@ -204,13 +205,13 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
             continue
         share = 1.0
         if k > 0:
-            name = shots.framing_from_prompt(shot.prompt) or shots.DEFAULT_CYCLE[(k - 1) % len(shots.DEFAULT_CYCLE)]
-            share = shots.FRAMINGS[name]
+            name = framing_from_prompt(shot.prompt) or DEFAULT_CYCLE[(k - 1) % len(DEFAULT_CYCLE)]
+            share = FRAMINGS[name]
         if share < 1.0 and focus is None:
-            focus = shots.focus_points(cover.image(image))
+            focus = focus_points(cover.image(image))
         where = focus[(k - 1) % len(focus)] if share < 1.0 else (W / 2, H / 2)
         move = _camera_for(request, shot.prompt, power, still_by_default)
-        parts.append(Scene(shots.framed_still(image, cover, share, where), frames, move, strokes, static))
+        parts.append(Scene(framed_still(image, cover, share, where), frames, move, strokes, static))
         activity.append(_with_cut(_move_amount(move, bool(strokes)) * eased_speed(frames), k))
         framing = "" if n_shots == 1 else f"{'wide' if share == 1 else 'medium' if share > 0.6 else 'close'} framing, "
         notes.append(f"{'shot ' + str(k + 1) + ': ' if n_shots > 1 else ''}{framing}camera: {move.name}"
@@ -232,7 +233,7 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
     return RenderPlan(W, H, FPS, renderer, notes, info, audio)
 
 
-def _move_amount(move: camera.Move, brush: bool) -> float:
+def _move_amount(move: Move, brush: bool) -> float:
     """How much a shot moves, 0..1, for the soundtrack's loudness."""
     if move.is_still:
         return 0.6 if brush else 0.0
