@@ -140,15 +140,15 @@ def test_mask_of_the_wrong_size_is_refused():
     small = np.zeros((100, 100), np.uint8)
     small[10:20, 10:20] = 255
     err = refused(GenerationRequest(IMG, (Shot("x", 3),), 3, dynamic_masks=(DynamicMask(small, TRAJ),)))
-    assert err.loc == ("body", "dynamic_masks", 0, "mask_url") and "100x100" in err.message
+    assert err.loc == ("dynamic_masks", 0, "mask") and "100x100" in err.message
     err = refused(GenerationRequest(IMG, (Shot("x", 3),), 3, static_mask=small))
-    assert err.loc == ("body", "static_mask_url")
+    assert err.loc == ("static_mask",)
 
 
 def test_empty_mask_is_refused():
     masks = (DynamicMask(OBJ, TRAJ), DynamicMask(np.zeros_like(OBJ), TRAJ))
     err = refused(GenerationRequest(IMG, (Shot("x", 3),), 3, dynamic_masks=masks))
-    assert err.loc == ("body", "dynamic_masks", 1, "mask_url") and "selects nothing" in err.message
+    assert err.loc == ("dynamic_masks", 1, "mask") and "selects nothing" in err.message
 
 
 def test_mask_cut_away_by_the_aspect_crop_is_refused():
@@ -156,19 +156,19 @@ def test_mask_cut_away_by_the_aspect_crop_is_refused():
     left[200:300, 10:60] = 255  # a 9:16 crop of a 16:9 image keeps only the middle
     err = refused(GenerationRequest(IMG, (Shot("x", 3),), 3, aspect=Aspect.PORTRAIT,
                                     dynamic_masks=(DynamicMask(left, TRAJ),)))
-    assert err.loc == ("body", "dynamic_masks", 0, "mask_url") and "crop" in err.message
+    assert err.loc == ("dynamic_masks", 0, "mask") and "crop" in err.message
 
 
 def test_trajectory_outside_the_image_is_refused():
     err = refused(brush_request(traj=((250.0, 250.0), (400.0, 300.0), (1500.0, 300.0))))
-    assert err.loc == ("body", "dynamic_masks", 0, "trajectories", 2) and "1024x576" in err.message
+    assert err.loc == ("dynamic_masks", 0, "trajectory", 2) and "1024x576" in err.message
 
 
 def test_trajectory_needs_two_points():
     err = refused(brush_request(traj=((250.0, 250.0),)))
-    assert err.loc == ("body", "dynamic_masks", 0, "trajectories")
+    assert err.loc == ("dynamic_masks", 0, "trajectory")
 
 
 def test_masks_with_an_end_image_are_refused():
     err = refused(brush_request(end_image=IMG))
-    assert err.loc == ("body", "dynamic_masks") and "end image" in err.message
+    assert err.loc == ("dynamic_masks",) and "end image" in err.message

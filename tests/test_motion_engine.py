@@ -21,6 +21,7 @@ from stillreel.engines.base import (
     GenerationRequest,
     NullProgress,
     Shot,
+    Tier,
 )
 from stillreel.engines.motion import create
 from stillreel.media.encode import encode
@@ -39,7 +40,7 @@ def render_threads() -> list[threading.Thread]:
 def test_capabilities_and_loading_by_name():
     caps = engine_capabilities(EngineSpec("motion"))
     assert (caps.end_frame, caps.motion_brush, caps.camera, caps.multi_shot, caps.aspect_ratio) == (True,) * 5
-    assert caps.audio is False and caps.negative_prompt is True  # accepted, ignored, documented
+    assert caps.audio is True and caps.negative_prompt is True  # accepted, ignored, documented
     engine = create_engine(EngineSpec("motion", {"size_scale": 0.5}))
     assert engine.name == "motion" and engine.size_scale == 0.5
 
@@ -111,17 +112,39 @@ def test_same_morph_and_brush_requests_same_frames():
         assert np.array_equal(*runs)
 
 
-def test_audio_is_refused_naming_the_engine():
-    with pytest.raises(EngineError) as err:
-        create({}).generate(request(audio=True), NullProgress())
-    e = err.value
-    assert e.error_type == "feature_not_supported" and e.status == 422
-    assert e.loc == ("body", "generate_audio") and "motion engine" in e.message
+def test_audio_is_a_procedural_ambience_of_the_clips_length_that_follows_the_motion(tmp_path):
+    import av
+
+    progress = RecordingProgress()
+    engine = create({"size_scale": 0.25})
+    clip = engine.generate(request(audio=True, seed=7), progress)
+    assert any("procedural ambience" in line and "not generated" in line for line in progress.logs)
+    path = tmp_path / "a.mp4"
+    encode(clip, path)
+    info = probe(path)
+    assert info["audio"]["codec"] == "aac" and abs(info["audio"]["duration"] - info["duration"]) < 0.03
+    with av.open(str(path)) as c:
+        pcm = np.concatenate([f.to_ndarray() for f in c.decode(audio=0)], axis=1)
+    rate = info["audio"]["rate"]
+    rms = [float(np.sqrt(np.mean(pcm[:, int(s * rate):int((s + 0.3) * rate)] ** 2))) for s in (0.05, 1.35)]
+    assert rms[1] > 1.5 * rms[0]  # louder while the camera moves fastest (mid-clip) than at rest
+    # Deterministic from the seed; another seed gives another track.
+    same = engine.generate(request(audio=True, seed=7), NullProgress()).audio.samples
+    other = engine.generate(request(audio=True, seed=8), NullProgress()).audio.samples
+    assert np.array_equal(same, clip.audio.samples) and not np.array_equal(other, same)
+    assert engine.generate(request(), NullProgress()).audio is None  # no audio unless asked for
+
+
+def test_voices_are_noted_in_the_logs():
+    progress = RecordingProgress()
+    req = GenerationRequest(IMG, (Shot("<<<voice_1>>> says hello, zoom in", 2),), 2, audio=True, voices=("v-abc",))
+    create({"size_scale": 0.25}).generate(req, progress)
+    assert any("v-abc" in line and "<<<voice_1>>>" in line for line in progress.logs)
 
 
 @pytest.mark.parametrize("size, aspect, loc", [
-    ((4000, 300), Aspect.PORTRAIT, ("body", "aspect_ratio")),  # a 9:16 crop keeps 4% of it
-    ((12, 12), None, ("body", "image_url")),  # too small to be anything
+    ((4000, 300), Aspect.PORTRAIT, ("aspect",)),  # a 9:16 crop keeps 4% of it
+    ((12, 12), None, ("start_image",)),  # too small to be anything
 ])
 def test_uselessly_small_crops_are_refused(size, aspect, loc):
     w, h = size
@@ -143,7 +166,7 @@ def test_masks_with_multi_prompt_are_refused():
     req = GenerationRequest(IMG, (Shot("a", 1), Shot("b", 2)), 3, static_mask=mask)
     with pytest.raises(EngineError) as err:
         create({}).generate(req, NullProgress())
-    assert err.value.loc == ("body", "static_mask_url") and "multi_prompt" in err.value.message
+    assert err.value.loc == ("static_mask",) and "multiple shots" in err.value.message
 
 
 def test_render_errors_reach_the_consumer(tmp_path, monkeypatch):
@@ -158,3 +181,18 @@ def test_render_errors_reach_the_consumer(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="boom"):
         encode(clip, tmp_path / "x.mp4")
     assert not render_threads()
+
+
+@pytest.mark.parametrize("tier, aspect, size", [
+    (Tier.STANDARD, Aspect.LANDSCAPE, (128, 72)), (Tier.PRO, Aspect.PORTRAIT, (72, 128)),
+    (Tier.UHD, Aspect.LANDSCAPE, (384, 216)), (Tier.UHD, Aspect.PORTRAIT, (216, 384)), (Tier.UHD, Aspect.SQUARE, (288, 288)),
+])
+def test_tier_sizes_at_a_tenth(tier, aspect, size):
+    clip = create({"size_scale": 0.1}).generate(request(tier=tier, aspect=aspect), NullProgress())
+    assert (clip.width, clip.height) == size and clip.info["tier"] == tier.value
+
+
+def test_real_4k_frames(tmp_path):
+    path, _ = render(create({}), request(seconds=1, tier=Tier.UHD), tmp_path / "uhd.mp4")
+    info = probe(path)
+    assert (info["width"], info["height"], info["frames"]) == (3840, 2160, 24)

@@ -118,4 +118,4 @@ def test_end_image_with_camera_control_is_refused():
     req = GenerationRequest(START, (Shot("x", 3),), 3, end_image=END, camera=CameraPreset.FORWARD_UP)
     with pytest.raises(EngineError) as err:
         create({}).generate(req, NullProgress())
-    assert err.value.loc == ("body", "camera_control") and "end image" in err.value.message
+    assert err.value.loc == ("camera",) and "end image" in err.value.message

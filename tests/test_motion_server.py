@@ -60,11 +60,19 @@ def test_each_endpoint_returns_a_playable_mp4(server, endpoint, fields, input_si
         assert sum(1 for _ in container.decode(video=0)) == frames
 
 
-def test_audio_is_refused_by_the_motion_engine_at_submit(server):
+def test_audio_gives_an_aac_track_on_the_motion_engine(server):
+    # v0.1 refused generate_audio with 422 feature_not_supported; the motion engine now makes a
+    # procedural ambience of the clip's exact length.
     with server.http() as c:
         r = c.post("/queue/fal-ai/kling-video/o3/standard/image-to-video",
-                   json={"image_url": photo(64, 64), "prompt": "x", "generate_audio": True})
-    assert r.status_code == 422
-    detail = r.json()["detail"][0]
-    assert detail["type"] == "feature_not_supported" and detail["loc"] == ["body", "generate_audio"]
-    assert "motion" in detail["msg"]
+                   json={"image_url": photo(64, 64), "prompt": "x", "duration": "3", "generate_audio": True})
+        assert r.status_code == 200, r.text
+        sub = r.json()
+        status = wait(c, sub, timeout=240, logs=True)
+        assert status["error"] is None, status
+        video = c.get(sub["response_url"]).json()["video"]
+    data = httpx.get(video["url"]).content
+    with av.open(io.BytesIO(data)) as container:
+        audio = container.streams.audio[0]
+        assert audio.codec_context.name == "aac"
+        assert abs(float(audio.duration * audio.time_base) - 3.0) < 0.03

@@ -57,7 +57,7 @@ def test_shot_durations_must_add_up():
     req = GenerationRequest(IMG, (Shot("a", 2), Shot("b", 2)), 5)
     with pytest.raises(EngineError) as err:
         create({}).generate(req, NullProgress())
-    assert err.value.loc == ("body", "multi_prompt") and "add up to 4 s" in err.value.message
+    assert err.value.loc == ("shots",) and "add up to 4 s" in err.value.message
 
 
 def test_last_shot_lands_on_the_end_image(tmp_path):
@@ -78,3 +78,23 @@ def test_last_shot_lands_on_the_end_image(tmp_path):
 ])
 def test_framing_words(prompt, framing):
     assert framing_from_prompt(prompt) == framing
+
+
+
+def test_intelligent_shot_type_splits_the_prompt_into_hard_cut_shots(tmp_path):
+    from videocheck import RecordingProgress, cuts, decode, render
+
+    from stillreel.engines.base import ShotType
+    from stillreel.engines.motion.shots import split_prompt
+
+    assert split_prompt("A wide shot of a bay. Then a close-up of a boat, then zoom out", 5) == [
+        ("A wide shot of a bay", 2), ("a close-up of a boat", 2), ("zoom out", 1)]
+    assert split_prompt("a cat", 4) == [("a cat", 4)]
+    progress = RecordingProgress()
+    req = GenerationRequest(IMG, (Shot("A wide shot. A close-up of the boat.", 2),), 2, shot_type=ShotType.INTELLIGENT)
+    path, _ = render(create({"size_scale": 0.25}), req, tmp_path / "i.mp4", progress)
+    assert any("shot 2 (1 s): 'A close-up of the boat'" in line for line in progress.logs)
+    assert cuts(decode(path)) == [23]  # frame 23 → 24
+    # Control: the same prompt as one customize shot has no cut.
+    path, _ = render(create({"size_scale": 0.25}), GenerationRequest(IMG, req.shots, 2), tmp_path / "c.mp4")
+    assert cuts(decode(path)) == []

@@ -24,8 +24,10 @@ CAPABILITIES = Capabilities(
     motion_brush=True,
     camera=True,
     multi_shot=True,
-    audio=False,
+    audio=True,  # a procedural ambience that follows the motion (sound.py), not generative
     negative_prompt=True,  # accepted and ignored (documented): nothing is generated
+    intelligent_shots=True,  # the prompt split into shots (shots.split_prompt)
+    voices=True,  # noted in the logs; nothing is spoken
     aspect_ratio=True,
 )
 
@@ -57,6 +59,7 @@ class MotionEngine:
             frame_count=plan.frames,
             frames=self._frames(plan, progress),
             pix_fmt="yuv420p",
+            audio=plan.audio,
             info=plan.info,
         )
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stillreel.engines.base import Aspect
+from stillreel.engines.base import Aspect, Tier
 
 FPS = 24
 # Kling's output sizes per aspect ratio.
@@ -42,9 +42,18 @@ def nearest_aspect(width: int, height: int) -> Aspect:
     return min(SIZES, key=lambda a: (round(abs(ratio - math.log(SIZES[a][0] / SIZES[a][1])), 9), a is Aspect.SQUARE))
 
 
-def output_size(aspect: Aspect, size_scale: float = 1.0) -> tuple[int, int]:
-    """(width, height) for ``aspect``, optionally scaled down; always even (yuv420p needs it)."""
-    w, h = SIZES[aspect]
+# fal documents no pixel sizes for its tiers: standard and pro keep the sizes above (720p class);
+# 4k is UHD, 3x those sides (3840x2160, 2160x3840, 2880x2880: the same pixel count per aspect).
+TIER_SIZES: dict[Tier, dict[Aspect, tuple[int, int]]] = {
+    Tier.STANDARD: SIZES,
+    Tier.PRO: SIZES,
+    Tier.UHD: {a: (w * 3, h * 3) for a, (w, h) in SIZES.items()},
+}
+
+
+def output_size(aspect: Aspect, size_scale: float = 1.0, tier: Tier = Tier.STANDARD) -> tuple[int, int]:
+    """(width, height) for ``aspect`` at ``tier``, optionally scaled down; always even (yuv420p needs it)."""
+    w, h = TIER_SIZES[Tier(tier)][aspect]
     return max(2, round(w * size_scale / 2) * 2), max(2, round(h * size_scale / 2) * 2)
 
 

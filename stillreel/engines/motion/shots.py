@@ -71,3 +71,21 @@ def framed_still(image: np.ndarray, cover: Cover, share: float, focus: tuple[flo
         return cv2.resize(crop, (W, H), interpolation=interp)
 
     return make
+
+
+_SPLIT = re.compile(r"(?<=[.!?;])\s+|,?\s+\bthen\b\s+", re.I)
+
+
+def split_prompt(prompt: str, seconds: int, max_shots: int = 6) -> list[tuple[str, int]]:
+    """``shot_type: intelligent``: the prompt's sentences (or "then" clauses; else its commas) as
+    shots, at most ``max_shots`` and at most one per second, with whole-second durations adding up
+    to ``seconds`` (earlier shots get the remainder). Deterministic."""
+    parts = [re.sub(r"^then\b\s*", "", p.strip(" ,."), flags=re.I) for p in _SPLIT.split(prompt or "")]
+    parts = [p for p in parts if p]
+    if len(parts) < 2:
+        parts = [p.strip() for p in (prompt or "").split(",") if p.strip()] or [prompt or ""]
+    count = max(1, min(len(parts), max_shots, seconds))
+    if len(parts) > count:  # fold the tail into the last shot
+        parts = parts[: count - 1] + [", ".join(parts[count - 1 :])]
+    base, extra = divmod(seconds, count)
+    return [(text, base + (1 if k < extra else 0)) for k, text in enumerate(parts)]
