@@ -146,6 +146,63 @@ def serve(
     uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 
+@app.command(context_settings={"allow_interspersed_args": False})
+def twin(
+    command: Optional[list[str]] = typer.Argument(None, help="The command to run against the twin (after --)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Keep data here (default: a temporary folder, removed after)."),
+    engine: str = typer.Option("motion", "--engine"),
+    engine_option: list[str] = EngineOption,
+    workers: int = typer.Option(1, "--workers", min=0),
+    auth: bool = typer.Option(False, "--auth", help="Require a key (one is created and put in FAL_KEY)."),
+    print_env: bool = typer.Option(False, "--print-env", help="Print the environment (export lines) and serve until interrupted."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+):
+    """Run COMMAND against a fresh embedded stillreel: unmodified fal clients reach it, no code change."""
+    import os
+    import subprocess
+    import tempfile
+
+    from stillreel.api.app import create_app
+    from stillreel.twin.server import EmbeddedServer, client_env, summary
+
+    if not command and not print_env:
+        console.print("[red]usage: stillreel twin [OPTIONS] -- COMMAND [ARGS...]  (or --print-env)")
+        raise typer.Exit(2)
+    if verbose:
+        _logging(verbose)
+    temp = tempfile.TemporaryDirectory(prefix="stillreel-twin-") if data_dir is None else None
+    folder = Path(temp.name) if temp else data_dir
+    settings = _settings(folder, None, None, engine, None, None, engine_option, auth=auth, workers=workers,
+                         limits=Limits(allow_private_urls=True))
+    app_ = create_app(settings)
+    key = app_.state.keys.create("twin") if auth else None
+    server = EmbeddedServer(app_)
+    server.start()
+    env = client_env(server.url, key)
+    status = 0
+    try:
+        if print_env:
+            for name, value in env.items():
+                print(f"export {name}={value!r}", flush=True)
+        if command:
+            try:
+                status = subprocess.call(command, env={**os.environ, **env})
+            except FileNotFoundError:
+                console.print(f"[red]stillreel twin: command not found: {command[0]}")
+                status = 127
+        else:
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # serve until Ctrl-C / SIGTERM
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        status = 130
+    finally:
+        server.stop()
+        print(summary(server.counter.counts), file=sys.stderr, flush=True)
+        if temp:
+            temp.cleanup()
+    raise typer.Exit(status)
+
+
 @app.command()
 def worker(
     data_dir: Path = DataDir,

@@ -1,0 +1,73 @@
+"""`stillreel twin -- COMMAND`: unmodified fal clients (Python and Node) reach an embedded server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from live_server import CLI_COMMAND, REPO
+from stillreel.twin.server import route_name
+
+PYAPP = REPO / "tests" / "apps" / "pyapp"
+NODE_APP = REPO / "tests" / "js" / "apps" / "subscribe-app.mjs"
+
+
+def twin(*command: str, cwd=REPO, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI_COMMAND, "twin", "--", *command], capture_output=True, text=True,
+                          cwd=REPO if cwd is None else cwd, timeout=timeout,
+                          env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+
+
+def test_python_app_suite_runs_unmodified():
+    # The app's suite runs from its own folder: nothing in it mentions stillreel.
+    proc = twin(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(PYAPP / "test_app.py"),
+                cwd=PYAPP)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+    summary = proc.stderr.strip().splitlines()[-1]
+    assert summary.startswith("stillreel twin: ") and "submit 1" in summary and "upload 2" in summary, summary
+
+
+def test_exit_status_is_the_commands():
+    proc = twin(sys.executable, "-c", "raise SystemExit(3)")
+    assert proc.returncode == 3
+    assert "injected 0 faults" in proc.stderr
+
+
+def test_sitecustomize_needs_no_stillreel():
+    # -S skips site (no venv packages, no stillreel); only the generated folder is on the path.
+    code = ("import sys, os; sys.path.insert(0, os.environ['PYTHONPATH'].split(os.pathsep)[0]); "
+            "import sitecustomize; "
+            "print('stillreel' in sys.modules, os.environ['FAL_KEY'], os.environ['STILLREEL_TWIN_URL'])")
+    proc = twin(sys.executable, "-S", "-c", code)
+    assert proc.returncode == 0, proc.stderr
+    loaded, key, url = proc.stdout.split()
+    assert loaded == "False" and key == "stillreel" and url.startswith("http://127.0.0.1:")
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_node_app_uses_fal_hosts_unmodified():
+    proc = twin("node", str(NODE_APP))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["videoUrl"].startswith("http://127.0.0.1:") and out["bytes"] > 1000
+    assert out["imageUrl"].startswith("http://127.0.0.1:")
+
+
+@pytest.mark.parametrize("method,path,name", [
+    ("POST", "/queue/fal-ai/kling-video/v2/master/image-to-video", "submit"),
+    ("GET", "/queue/fal-ai/kling-video/requests/abc/status", "status"),
+    ("GET", "/queue/fal-ai/kling-video/requests/abc/status/stream", "status"),
+    ("GET", "/queue/fal-ai/kling-video/requests/abc", "result"),
+    ("PUT", "/queue/fal-ai/kling-video/requests/abc/cancel", "cancel"),
+    ("POST", "/fal-ai/kling-video/v2/master/image-to-video", "run"),
+    ("POST", "/storage/auth/token", "upload"),
+    ("POST", "/files/upload", "upload"),
+    ("GET", "/files/b/x/y.png", "file"),
+])
+def test_route_names(method, path, name):
+    assert route_name(method, path) == name
