@@ -71,3 +71,17 @@ def test_node_app_uses_fal_hosts_unmodified():
 ])
 def test_route_names(method, path, name):
     assert route_name(method, path) == name
+
+
+def test_cors_exposes_the_request_timeout_type(tmp_path):
+    # A cross-origin browser can only tell a user deadline (never retried) if it may read this header.
+    from fastapi.testclient import TestClient
+
+    from stillreel.api.app import create_app
+    from stillreel.config import Settings
+
+    app = create_app(Settings(data_dir=tmp_path, auth=False, workers=0), run_services=False)
+    with TestClient(app) as client:
+        response = client.get("/healthz", headers={"Origin": "http://example.test"})
+    exposed = [h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")]
+    assert "x-fal-request-timeout-type" in exposed

@@ -153,7 +153,7 @@ def create_app(settings: Settings, *, run_services: bool = True) -> FastAPI:
     app.add_middleware(ProxyMiddleware)
     app.add_middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
-        expose_headers=["x-fal-request-id", "x-fal-error-type", "Content-Range", "Accept-Ranges", "ETag"],
+        expose_headers=["x-fal-request-id", "x-fal-error-type", "x-fal-request-timeout-type", "Content-Range", "Accept-Ranges", "ETag"],
         max_age=600,
     )
     return app
