@@ -154,6 +154,7 @@ def twin(
     engine_option: list[str] = EngineOption,
     workers: int = typer.Option(1, "--workers", min=0),
     auth: bool = typer.Option(False, "--auth", help="Require a key (one is created and put in FAL_KEY)."),
+    faults: Optional[str] = typer.Option(None, "--faults", help="ROUTE=RATE,…,seed=N: answer that share of requests as fal's edge fails (429, nginx 502/503/504)."),
     print_env: bool = typer.Option(False, "--print-env", help="Print the environment (export lines) and serve until interrupted."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ):
@@ -163,11 +164,16 @@ def twin(
     import tempfile
 
     from stillreel.api.app import create_app
-    from stillreel.twin.server import EmbeddedServer, client_env, summary
+    from stillreel.api.faults import FaultMiddleware, FaultSpec
+    from stillreel.twin.server import EmbeddedServer, client_env, route_name, summary
 
     if not command and not print_env:
         console.print("[red]usage: stillreel twin [OPTIONS] -- COMMAND [ARGS...]  (or --print-env)")
         raise typer.Exit(2)
+    try:
+        fault_spec = FaultSpec.parse(faults)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--faults") from None
     if verbose:
         _logging(verbose)
     temp = tempfile.TemporaryDirectory(prefix="stillreel-twin-") if data_dir is None else None
@@ -176,7 +182,8 @@ def twin(
                          limits=Limits(allow_private_urls=True))
     app_ = create_app(settings)
     key = app_.state.keys.create("twin") if auth else None
-    server = EmbeddedServer(app_)
+    faulty = FaultMiddleware(app_, fault_spec, route_name)
+    server = EmbeddedServer(faulty)
     server.start()
     env = client_env(server.url, key)
     status = 0
@@ -197,7 +204,7 @@ def twin(
         status = 130
     finally:
         server.stop()
-        print(summary(server.counter.counts), file=sys.stderr, flush=True)
+        print(summary(server.counter.counts, faulty.injected), file=sys.stderr, flush=True)
         if temp:
             temp.cleanup()
     raise typer.Exit(status)

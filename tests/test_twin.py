@@ -16,8 +16,8 @@ PYAPP = REPO / "tests" / "apps" / "pyapp"
 NODE_APP = REPO / "tests" / "js" / "apps" / "subscribe-app.mjs"
 
 
-def twin(*command: str, cwd=REPO, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI_COMMAND, "twin", "--", *command], capture_output=True, text=True,
+def twin(*command: str, cwd=REPO, timeout: float = 180, options=()) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI_COMMAND, "twin", *options, "--", *command], capture_output=True, text=True,
                           cwd=REPO if cwd is None else cwd, timeout=timeout,
                           env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
 
@@ -85,3 +85,43 @@ def test_cors_exposes_the_request_timeout_type(tmp_path):
         response = client.get("/healthz", headers={"Origin": "http://example.test"})
     exposed = [h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")]
     assert "x-fal-request-timeout-type" in exposed
+
+
+FAULTS = ("--faults", "status=0.3,result=0.3,seed=7")
+
+
+def test_python_app_rides_out_faults_on_status_and_result():
+    proc = twin(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(PYAPP / "test_app.py"),
+                cwd=PYAPP, options=FAULTS)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = proc.stderr.strip().splitlines()[-1]
+    injected = int(summary.split("injected ")[1].split()[0])
+    assert injected > 0, summary
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_node_app_rides_out_faults_on_status_and_result():
+    proc = twin("node", str(NODE_APP), options=FAULTS)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "injected 0 faults" not in proc.stderr
+
+
+def test_fault_on_every_submit_surfaces_as_an_error():
+    code = ("import fal_client, sys\n"
+            "try:\n    fal_client.submit('fal-ai/kling-video/v2/master/image-to-video', arguments={})\n"
+            "except Exception as exc:\n    print(type(exc).__name__); sys.exit(5)\n")
+    proc = twin(sys.executable, "-c", code, options=("--faults", "submit=1,seed=1"))
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    assert "submit" in proc.stderr.splitlines()[-1]
+
+
+def test_bad_fault_spec_is_refused():
+    proc = twin(sys.executable, "-c", "pass", options=("--faults", "nosuch=0.5"))
+    assert proc.returncode == 2 and "unknown route" in proc.stderr
+
+
+def test_fault_spec_is_deterministic():
+    from stillreel.api.faults import FaultSpec
+
+    spec = FaultSpec.parse("status=0.3,result=0.25,seed=42")
+    assert spec.rates == {"status": 0.3, "result": 0.25} and spec.seed == 42
