@@ -111,6 +111,7 @@ def serve(
     lease_seconds: float = typer.Option(30.0, "--lease-seconds", help="How long a silent worker keeps a request."),
     cancel_grace: float = typer.Option(10.0, "--cancel-grace", help="Seconds a cancelled generation gets to stop before it is killed."),
     webhook_backoff: Optional[str] = typer.Option(None, "--webhook-backoff", help="Comma-separated retry delays in seconds (default: 10 attempts over ~2 h)."),
+    faults: Optional[str] = typer.Option(None, "--faults", help="ROUTE=RATE,…,seed=N: answer that share of requests as fal's edge fails (429, nginx 502/503/504)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ):
     """Run the API (and workers) on one port: fal's run, queue, storage routes and the playground."""
@@ -143,6 +144,14 @@ def serve(
     url = public_url or f"http://{host}:{port}"
     console.print(f"stillreel {'(no auth) ' if no_auth else ''}on {url} · engine: {settings.engine.name} · "
                   f"data: {data_dir} · playground: {url}/")
+    if faults:
+        from stillreel.api.faults import FaultMiddleware, FaultSpec
+        from stillreel.twin.server import route_name
+
+        try:
+            app_ = FaultMiddleware(app_, FaultSpec.parse(faults), route_name)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--faults") from None
     uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 

@@ -125,3 +125,15 @@ def test_fault_spec_is_deterministic():
 
     spec = FaultSpec.parse("status=0.3,result=0.25,seed=42")
     assert spec.rates == {"status": 0.3, "result": 0.25} and spec.seed == 42
+
+
+def test_serve_takes_faults(tmp_path):
+    import httpx
+
+    from live_server import LiveServer
+
+    with LiveServer.start(tmp_path / "srv", auth=False, args=["--faults", "status=1,seed=3"]) as srv:
+        response = httpx.get(f"{srv.url}/queue/fal-ai/kling-video/requests/nope/status")
+        assert response.status_code in (429, 502, 503, 504)
+        assert "x-fal-request-id" not in response.headers
+        assert httpx.get(f"{srv.url}/healthz").status_code == 200
