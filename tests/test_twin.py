@@ -137,3 +137,22 @@ def test_serve_takes_faults(tmp_path):
         assert response.status_code in (429, 502, 503, 504)
         assert "x-fal-request-id" not in response.headers
         assert httpx.get(f"{srv.url}/healthz").status_code == 200
+
+
+def _app_pytest(*flags: str) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "-p", "stillreel.pytest_plugin", *flags, "."], capture_output=True, text=True,
+                          cwd=PYAPP, timeout=180, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_pytest_plugin_runs_the_app_suite_with_faults_fixture():
+    proc = _app_pytest("--stillreel")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 passed" in proc.stdout
+
+
+def test_pytest_plugin_is_inert_without_the_flag():
+    proc = _app_pytest("-k", "faults")
+    assert proc.returncode == 0 and "1 skipped" in proc.stdout, proc.stdout + proc.stderr
