@@ -156,3 +156,35 @@ def test_pytest_plugin_runs_the_app_suite_with_faults_fixture():
 def test_pytest_plugin_is_inert_without_the_flag():
     proc = _app_pytest("-k", "faults")
     assert proc.returncode == 0 and "1 skipped" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_start_deadline_expires_while_the_worker_is_busy(tmp_path):
+    import time
+
+    import httpx
+
+    from live_server import LiveServer
+
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 120, 200)).save(buffer, "PNG")
+    data_uri = "data:image/png;base64," + __import__("base64").b64encode(buffer.getvalue()).decode()
+    endpoint = "/queue/fal-ai/kling-video/v1/standard/image-to-video"
+    with LiveServer.start(tmp_path / "srv", auth=False) as srv:
+        busy = httpx.post(srv.url + endpoint, json={"prompt": "long", "image_url": data_uri, "duration": "10"}).json()
+        waiting = httpx.post(srv.url + endpoint, json={"prompt": "late", "image_url": data_uri, "duration": "5"},
+                             headers={"X-Fal-Request-Timeout": "1"}).json()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = httpx.get(waiting["status_url"]).json()
+            if status["status"] == "COMPLETED":
+                break
+            time.sleep(0.1)
+        first = httpx.get(busy["status_url"]).json()
+        assert status["status"] == "COMPLETED" and status["error_type"] == "request_timeout", status
+        assert first["status"] != "COMPLETED", "the worker finished first: the deadline was not enforced while busy"
+        result = httpx.get(waiting["response_url"])
+        assert result.status_code == 504 and result.headers["x-fal-request-timeout-type"] == "user"

@@ -65,11 +65,11 @@ class Services:
 
     def _housekeeping(self) -> None:
         last_sweep = 0.0
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(0.5):
             try:
-                # Local workers run maintenance themselves; with workers elsewhere (scale-out),
-                # the API still expires start deadlines and re-queues lost leases.
-                if not self.workers and self.store.maintain(self.settings.max_attempts):
+                # Every 0.5 s whatever the workers are doing: a busy worker must not make a start
+                # deadline (X-Fal-Request-Timeout) late. maintain() is safe beside the workers' own.
+                if self.store.maintain(self.settings.max_attempts):
                     self.changes.notify(None)
                 if time.monotonic() - last_sweep > SWEEP_EVERY_S:
                     last_sweep = time.monotonic()
