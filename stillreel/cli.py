@@ -111,6 +111,7 @@ def serve(
     lease_seconds: float = typer.Option(30.0, "--lease-seconds", help="How long a silent worker keeps a request."),
     cancel_grace: float = typer.Option(10.0, "--cancel-grace", help="Seconds a cancelled generation gets to stop before it is killed."),
     webhook_backoff: Optional[str] = typer.Option(None, "--webhook-backoff", help="Comma-separated retry delays in seconds (default: 10 attempts over ~2 h)."),
+    faults: Optional[str] = typer.Option(None, "--faults", help="ROUTE=RATE,…,seed=N: answer that share of requests as fal's edge fails (429, nginx 502/503/504)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ):
     """Run the API (and workers) on one port: fal's run, queue, storage routes and the playground."""
@@ -143,7 +144,79 @@ def serve(
     url = public_url or f"http://{host}:{port}"
     console.print(f"stillreel {'(no auth) ' if no_auth else ''}on {url} · engine: {settings.engine.name} · "
                   f"data: {data_dir} · playground: {url}/")
+    if faults:
+        from stillreel.api.faults import FaultMiddleware, FaultSpec
+        from stillreel.twin.server import route_name
+
+        try:
+            app_ = FaultMiddleware(app_, FaultSpec.parse(faults), route_name)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--faults") from None
     uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def twin(
+    command: Optional[list[str]] = typer.Argument(None, help="The command to run against the twin (after --)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Keep data here (default: a temporary folder, removed after)."),
+    engine: str = typer.Option("motion", "--engine"),
+    engine_option: list[str] = EngineOption,
+    workers: int = typer.Option(1, "--workers", min=0),
+    auth: bool = typer.Option(False, "--auth", help="Require a key (one is created and put in FAL_KEY)."),
+    faults: Optional[str] = typer.Option(None, "--faults", help="ROUTE=RATE,…,seed=N: answer that share of requests as fal's edge fails (429, nginx 502/503/504)."),
+    print_env: bool = typer.Option(False, "--print-env", help="Print the environment (export lines) and serve until interrupted."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+):
+    """Run COMMAND against a fresh embedded stillreel: unmodified fal clients reach it, no code change."""
+    import os
+    import subprocess
+    import tempfile
+
+    from stillreel.api.app import create_app
+    from stillreel.api.faults import FaultMiddleware, FaultSpec
+    from stillreel.twin.server import EmbeddedServer, client_env, route_name, summary
+
+    if not command and not print_env:
+        console.print("[red]usage: stillreel twin [OPTIONS] -- COMMAND [ARGS...]  (or --print-env)")
+        raise typer.Exit(2)
+    try:
+        fault_spec = FaultSpec.parse(faults)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--faults") from None
+    if verbose:
+        _logging(verbose)
+    temp = tempfile.TemporaryDirectory(prefix="stillreel-twin-") if data_dir is None else None
+    folder = Path(temp.name) if temp else data_dir
+    settings = _settings(folder, None, None, engine, None, None, engine_option, auth=auth, workers=workers,
+                         limits=Limits(allow_private_urls=True))
+    app_ = create_app(settings)
+    key = app_.state.keys.create("twin") if auth else None
+    faulty = FaultMiddleware(app_, fault_spec, route_name)
+    server = EmbeddedServer(faulty)
+    server.start()
+    env = client_env(server.url, key)
+    status = 0
+    try:
+        if print_env:
+            for name, value in env.items():
+                print(f"export {name}={value!r}", flush=True)
+        if command:
+            try:
+                status = subprocess.call(command, env={**os.environ, **env})
+            except FileNotFoundError:
+                console.print(f"[red]stillreel twin: command not found: {command[0]}")
+                status = 127
+        else:
+            signal.signal(signal.SIGTERM, signal.default_int_handler)  # serve until Ctrl-C / SIGTERM
+            threading.Event().wait()
+    except KeyboardInterrupt:
+        status = 130
+    finally:
+        server.stop()
+        print(summary(server.counter.counts, faulty.injected), file=sys.stderr, flush=True)
+        if temp:
+            temp.cleanup()
+    raise typer.Exit(status)
 
 
 @app.command()

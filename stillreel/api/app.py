@@ -65,11 +65,11 @@ class Services:
 
     def _housekeeping(self) -> None:
         last_sweep = 0.0
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(0.5):
             try:
-                # Local workers run maintenance themselves; with workers elsewhere (scale-out),
-                # the API still expires start deadlines and re-queues lost leases.
-                if not self.workers and self.store.maintain(self.settings.max_attempts):
+                # Every 0.5 s whatever the workers are doing: a busy worker must not make a start
+                # deadline (X-Fal-Request-Timeout) late. maintain() is safe beside the workers' own.
+                if self.store.maintain(self.settings.max_attempts):
                     self.changes.notify(None)
                 if time.monotonic() - last_sweep > SWEEP_EVERY_S:
                     last_sweep = time.monotonic()
@@ -153,7 +153,7 @@ def create_app(settings: Settings, *, run_services: bool = True) -> FastAPI:
     app.add_middleware(ProxyMiddleware)
     app.add_middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
-        expose_headers=["x-fal-request-id", "x-fal-error-type", "Content-Range", "Accept-Ranges", "ETag"],
+        expose_headers=["x-fal-request-id", "x-fal-error-type", "x-fal-request-timeout-type", "Content-Range", "Accept-Ranges", "ETag"],
         max_age=600,
     )
     return app
