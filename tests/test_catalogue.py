@@ -15,8 +15,6 @@ from stillreel.endpoints.registry import ENDPOINTS, InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE = ROOT.parent / "shared" / "reference" / "kling-catalogue.md"
-if not CATALOGUE.exists():  # a worktree: shared/ sits next to the main checkout
-    CATALOGUE = Path("/work/shared/reference/kling-catalogue.md")
 if not CATALOGUE.exists():
     pytest.skip(f"the Kling catalogue is not at {ROOT.parent / 'shared/reference/kling-catalogue.md'}",
                 allow_module_level=True)
