@@ -305,11 +305,12 @@ def keys_revoke(key_id: str, data_dir: Path = DataDir, database_url: Optional[st
 
 @app.command()
 def endpoints():
-    """List the endpoint ids this server offers."""
+    """List the endpoint ids this server offers, each with its kind."""
     from stillreel.endpoints.registry import ENDPOINTS
 
-    for endpoint_id in ENDPOINTS:
-        print(endpoint_id)
+    width = max(len(e) for e in ENDPOINTS)
+    for endpoint in ENDPOINTS.values():
+        print(f"{endpoint.id:<{width}}  {endpoint.category}")
 
 
 from stillreel import cli_client  # noqa: E402  (the client-side commands: run, status, result, cancel)

@@ -1,7 +1,7 @@
 """``stillreel run`` without a server: validate, fetch, generate and encode in this process.
 
-The same path a worker takes (endpoint plan → ``media.inputs.resolve`` → engine → ``media.encode``),
-minus the queue. Local files arrive here as data URIs; http(s) inputs may be on a private network
+The same path a worker takes (endpoint plan → ``Endpoint.admit`` → ``jobs.runner.render``), minus
+the queue. Local files arrive here as data URIs; http(s) inputs may be on a private network
 (the user's own machine is asking, so the server's SSRF guard does not apply).
 """
 
@@ -25,9 +25,8 @@ def render(endpoint_id: str, data: dict, output: Path, *, engine: str, model: st
     from stillreel.config import Limits
     from stillreel.endpoints.registry import ENDPOINTS, InputError, find
     from stillreel.engines.base import Cancelled, EngineError
-    from stillreel.media.encode import encode
+    from stillreel.jobs.runner import render as render_job
     from stillreel.media.fetch import Fetcher
-    from stillreel.media.inputs import resolve
 
     endpoint = find(endpoint_id)
     if endpoint is None:
@@ -39,29 +38,29 @@ def render(endpoint_id: str, data: dict, output: Path, *, engine: str, model: st
 
     spec = engines.EngineSpec(engine, {"model": model} if model else {})
     try:
-        unsupported = plan.unsupported(engines.capabilities(spec))
+        caps = engines.capabilities(spec)
     except (ValueError, ImportError, AttributeError) as exc:
         raise fail(Exit.USAGE, f"--engine {engine}: {exc}") from None
-    if unsupported:
-        what = ", ".join(f"{field} ({feature})" for field, feature in unsupported)
-        raise fail(Exit.INVALID_INPUT, f"the {engine} engine cannot honour {what} [feature_not_supported]")
+    try:
+        plan = endpoint.admit(plan, caps, f"{engine} engine")
+    except InputError as exc:
+        raise fail(Exit.INVALID_INPUT, _detail_line(exc.detail)) from None
 
     try:
         with ProgressView(not quiet) as view:
-            view.bar.update(view.task, description="reading inputs")
-            with Fetcher(None, Limits(allow_private_urls=True)) as fetcher:
-                request = resolve(plan, fetcher)
             view.bar.update(view.task, description=f"loading the {engine} engine")
             generator = engines.create(spec)
             view.running_at(0.0)
-            clip = generator.generate(request, LocalProgress(view))
-            facts = encode(clip, output)
+            with Fetcher(None, Limits(allow_private_urls=True)) as fetcher:
+                facts = render_job(plan, generator, fetcher, output, LocalProgress(view))
             view.bar.update(view.task, completed=100, description="done")
     except KeyboardInterrupt:
         raise fail(Exit.INTERRUPTED, "interrupted; nothing was saved") from None
     except EngineError as exc:
         code = Exit.INVALID_INPUT if exc.status == 422 else Exit.FAILED
-        raise fail(code, f"{'.'.join(str(p) for p in exc.loc)}: {exc.message} [{exc.error_type}]") from None
+        detail = endpoint.detail(exc)
+        line = _detail_line(detail) if isinstance(detail, list) else detail
+        raise fail(code, f"{line} [{exc.error_type}]") from None
     except Cancelled:
         raise fail(Exit.CANCELLED, "the engine stopped: cancelled") from None
 

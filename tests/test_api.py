@@ -284,8 +284,13 @@ def test_proxy_mode_routes_on_target_url(client):
 
 def test_openapi_documents(client):
     catalogue = client.get("/api/endpoints").json()
-    assert {e["id"] for e in catalogue} == {V1, V2, O3, "fal-ai/kling-video/v1/pro/image-to-video",
-                                            "fal-ai/kling-video/v2.5-turbo/standard/image-to-video"}
+    from stillreel.endpoints.registry import ENDPOINTS
+
+    assert {e["id"] for e in catalogue} == set(ENDPOINTS) and len(catalogue) == 45
+    assert {V1, V2, O3, "fal-ai/kling-video/v1/pro/image-to-video",
+            "fal-ai/kling-video/v2.5-turbo/standard/image-to-video"} <= set(ENDPOINTS)
+    for endpoint_id in ENDPOINTS:  # every id has its own OpenAPI document
+        assert client.get("/api/openapi/queue/openapi.json", params={"endpoint_id": endpoint_id}).status_code == 200
     doc = client.get("/api/openapi/queue/openapi.json", params={"endpoint_id": V1}).json()
     schema = doc["components"]["schemas"]["KlingVideoV1StandardImageToVideoInput"]
     assert schema["required"] == ["prompt", "image_url"]
@@ -309,10 +314,15 @@ def test_jwks_and_health(client):
 
 def test_engine_errors_name_the_endpoints_own_field():
     from stillreel.endpoints.registry import ENDPOINTS
-    from stillreel.jobs.runner import fal_loc
+    from stillreel.engines.base import EngineError
+    from stillreel.jobs.runner import failure_detail
 
     v1 = ENDPOINTS[V1].plan({"prompt": "p", "image_url": "u", "tail_image_url": "t"})
     o3 = ENDPOINTS[O3].plan({"prompt": "p", "image_url": "u", "end_image_url": "t"})
-    assert fal_loc(("body", "end_image_url"), v1) == ["body", "tail_image_url"]
-    assert fal_loc(("body", "end_image_url"), o3) == ["body", "end_image_url"]
-    assert fal_loc(("body", "image_url"), v1) == ["body", "image_url"]
+    err = EngineError("no", "image_load_error", ("end_image",))
+    assert failure_detail(err, v1) == [{"loc": ["body", "tail_image_url"], "msg": "no", "type": "image_load_error"}]
+    assert failure_detail(err, o3)[0]["loc"] == ["body", "end_image_url"]
+    # legacy locs (a "body" prefix, another endpoint's fal name) are still translated
+    assert failure_detail(EngineError("no", loc=("body", "end_image_url")), v1)[0]["loc"] == ["body", "tail_image_url"]
+    assert failure_detail(EngineError("no", loc=("start_image",)), v1)[0]["loc"] == ["body", "image_url"]
+    assert failure_detail(EngineError("oom", "out_of_memory", status=503), v1) == "oom"

@@ -8,12 +8,17 @@ what reached the pipeline, what came out, and how failures surface.
 
 from __future__ import annotations
 
+import base64
+import io
+
 import numpy as np
 import pytest
 import tiny_pipelines as tiny
 import torch
+from PIL import Image
 from videocheck import probe
 
+from stillreel.config import Limits
 from stillreel.engines.base import Aspect, Cancelled, DynamicMask, EngineError, GenerationRequest, NullProgress, Shot
 from stillreel.engines.diffusion import OptionsError, create
 from stillreel.engines.diffusion import plan
@@ -316,25 +321,69 @@ def test_wan_clip_has_no_audio_track(engine, tmp_path):
 MASK = np.zeros((48, 80), np.uint8)
 
 
+V1S = "fal-ai/kling-video/v1/standard/image-to-video"
+O3I = "fal-ai/kling-video/o3/standard/image-to-video"
+V26 = "fal-ai/kling-video/v2.6/pro/image-to-video"
+V26T = "fal-ai/kling-video/v2.6/pro/text-to-video"
+
+
 @pytest.mark.parametrize(
-    "fields, field",
+    "endpoint_id, extra, field",
     [
-        ({"static_mask": MASK}, "static_mask_url"),
-        ({"dynamic_masks": (DynamicMask(MASK, ((1.0, 1.0), (5.0, 5.0))),)}, "dynamic_masks"),
-        ({"camera": "forward_up"}, "camera_control"),
-        ({"end_image": END}, "end_image_url"),
-        ({"audio": True}, "generate_audio"),
+        (V1S, {"static_mask_url": "https://x/m.png"}, "static_mask_url"),
+        (V1S, {"dynamic_masks": [{"mask_url": "https://x/m.png", "trajectories": [{"x": 1, "y": 1}, {"x": 5, "y": 5}]}]},
+         "dynamic_masks"),
+        (V1S, {"camera_control": "forward_up"}, "camera_control"),
+        (V1S, {"tail_image_url": "https://x/e.png"}, "tail_image_url"),
+        (O3I, {"end_image_url": "https://x/e.png"}, "end_image_url"),
+        (O3I, {"generate_audio": True}, "generate_audio"),
+        (V26, {"generate_audio": True}, "generate_audio"),
     ],
 )
-def test_unsupported_fields_are_refused_before_any_work(engine, calls, fields, field):
+def test_unsupported_fields_are_refused_at_submit(engine, calls, endpoint_id, extra, field):
+    from stillreel.endpoints.registry import ENDPOINTS, InputError
+
     eng = engine(tiny.WAN21_I2V)
     seen = calls(eng)
-    with pytest.raises(EngineError) as err:
-        eng.generate(request(1, **fields), NullProgress())
-    assert err.value.error_type == "feature_not_supported" and err.value.status == 422
-    assert err.value.loc == ("body", field)
-    assert field in err.value.message and "wan2.1-i2v" in err.value.message
+    endpoint = ENDPOINTS[endpoint_id]
+    start = "start_image_url" if endpoint_id == V26 else "image_url"
+    plan = endpoint.plan({"prompt": "p", start: "https://x/s.png", **extra})
+    with pytest.raises(InputError) as err:  # the one check, from the engine's capabilities
+        endpoint.admit(plan, eng.capabilities, "diffusion engine (wan2.1-i2v)")
+    item = err.value.detail[0]
+    assert item["type"] == "feature_not_supported" and item["loc"] == ["body", field]
+    assert field in item["msg"] and "wan2.1-i2v" in item["msg"]
     assert seen == []
+
+
+def test_a_default_the_model_cannot_honour_runs_without_it(engine, tmp_path):
+    from stillreel.endpoints.registry import ENDPOINTS
+    from stillreel.jobs.runner import render
+    from stillreel.media.fetch import Fetcher
+
+    eng = engine(tiny.WAN21_I2V, fps=8)
+    endpoint = ENDPOINTS[V26]
+    png = io.BytesIO()
+    Image.fromarray(np.full((48, 80, 3), 120, np.uint8)).save(png, "PNG")
+    uri = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
+    plan = endpoint.admit(endpoint.plan({"prompt": "p", "start_image_url": uri}), eng.capabilities)
+    assert plan.audio is False and plan.dropped == ("audio",)  # generate_audio defaults true on v2.6
+    progress = Recorder()
+    with Fetcher(None, Limits(allow_private_urls=True)) as fetcher:
+        info = render(plan, eng, fetcher, tmp_path / "out.mp4", progress)
+    assert info["dropped_defaults"] == ["audio"]
+    assert any("audio" in line and "without it" in line for line in progress.logs)
+    assert probe(tmp_path / "out.mp4")["audio"] is None
+
+
+def test_text_to_video_ids_are_refused_by_image_to_video_models(engine):
+    from stillreel.endpoints.registry import ENDPOINTS, InputError
+
+    endpoint = ENDPOINTS[V26T]
+    with pytest.raises(InputError) as err:
+        endpoint.admit(endpoint.plan({"prompt": "p", "generate_audio": False}), engine(tiny.WAN21_I2V).capabilities)
+    assert err.value.detail[0]["type"] == "feature_not_supported"
+    assert err.value.detail[0]["ctx"]["feature"] == "text_to_video"
 
 
 def test_cancel_interrupts_at_the_next_step(engine, forwards):

@@ -77,12 +77,34 @@ def test_multi_shot_durations_must_add_up():
     assert err.value.detail[0]["loc"] == ["body", "multi_prompt"] and "10 s" in err.value.detail[0]["msg"]
 
 
+def _refused(endpoint_id, payload, caps):
+    endpoint = ENDPOINTS[endpoint_id]
+    try:
+        endpoint.admit(endpoint.plan(payload), caps)
+    except InputError as exc:
+        return sorted((d["loc"][1], d["ctx"]["feature"]) for d in exc.detail if d["type"] == "feature_not_supported")
+    return []
+
+
 def test_unsupported_features_name_fal_fields():
-    plan = ENDPOINTS[O3].plan({"image_url": "u", "prompt": "p", "generate_audio": True, "end_image_url": "e"})
-    assert plan.unsupported(Capabilities(end_frame=True)) == [("generate_audio", "audio")]
-    v1 = ENDPOINTS[V1S].plan({"prompt": "p", "image_url": "u", "tail_image_url": "t", "camera_control": "down_back"})
-    assert sorted(v1.unsupported(Capabilities())) == [("camera_control", "camera"), ("tail_image_url", "end_frame")]
-    assert v1.unsupported(Capabilities(end_frame=True, camera=True)) == []
+    o3 = {"image_url": "u", "prompt": "p", "generate_audio": True, "end_image_url": "e"}
+    assert _refused(O3, o3, Capabilities(end_frame=True)) == [("generate_audio", "audio")]
+    v1 = {"prompt": "p", "image_url": "u", "tail_image_url": "t", "camera_control": "down_back"}
+    assert _refused(V1S, v1, Capabilities()) == [("camera_control", "camera"), ("tail_image_url", "end_frame")]
+    assert _refused(V1S, v1, Capabilities(end_frame=True, camera=True)) == []
+
+
+def test_a_default_the_engine_cannot_honour_is_dropped_not_refused():
+    v26 = ENDPOINTS["fal-ai/kling-video/v2.6/pro/image-to-video"]
+    plan = v26.plan({"prompt": "p", "start_image_url": "u"})
+    assert plan.audio is True and "audio" not in plan.explicit  # generate_audio defaults true on v2.6
+    admitted = v26.admit(plan, Capabilities())
+    assert admitted.audio is False and admitted.dropped == ("audio",)
+    with pytest.raises(InputError) as err:
+        v26.admit(v26.plan({"prompt": "p", "start_image_url": "u", "generate_audio": True}), Capabilities())
+    assert err.value.detail[0]["loc"] == ["body", "generate_audio"]
+    assert err.value.detail[0]["type"] == "feature_not_supported"
+    assert v26.admit(plan, Capabilities(audio=True)).audio is True
 
 
 def test_prices():

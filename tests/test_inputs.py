@@ -106,14 +106,14 @@ def test_data_uris():
     assert fetcher.fetch("data:text/plain,a%20b%00c", "x") == b"a b\x00c"
     assert fetcher.fetch("data:," + quote(PNG), "image_url") == PNG
     bad = _error(lambda: fetcher.fetch("data:image/png;base64,@@@not base64", "image_url"))
-    assert bad.error_type == "file_download_error" and bad.loc == ("body", "image_url")
+    assert bad.error_type == "file_download_error" and bad.loc == ("image_url",)
     assert _error(lambda: fetcher.fetch("data:image/png;base64", "image_url")).error_type == "file_download_error"
 
 
 def test_data_uri_over_the_limit():
     fetcher = Fetcher(None, Limits(max_input_bytes=1000))
     err = _error(lambda: fetcher.fetch(data_uri(b"z" * 2000), ("dynamic_masks", 1, "mask_url")))
-    assert err.error_type == "file_too_large" and err.loc == ("body", "dynamic_masks", 1, "mask_url")
+    assert err.error_type == "file_too_large" and err.loc == ("dynamic_masks", 1, "mask_url")
     assert "dynamic_masks[1].mask_url" in err.message
 
 
@@ -125,7 +125,7 @@ def test_http_fetch_and_redirects(site):
         assert loop.error_type == "file_download_error" and "redirects" in loop.message
         missing = _error(lambda: fetcher.fetch(f"{site.url}/missing.png", "tail_image_url"))
         assert missing.error_type == "file_download_error" and "HTTP 404" in missing.message
-        assert missing.loc == ("body", "tail_image_url") and missing.status == 422
+        assert missing.loc == ("tail_image_url",) and missing.status == 422
 
 
 def test_http_size_cap_and_timeout(site):
@@ -207,7 +207,7 @@ def test_decode_image_errors():
     ]
     for data, expected in cases:
         err = _error(lambda data=data: decode_image(data, "end_image_url", limits))
-        assert (err.error_type, err.loc, err.status) == (expected, ("body", "end_image_url"), 422)
+        assert (err.error_type, err.loc, err.status) == (expected, ("end_image_url",), 422)
 
 
 def test_decode_image_orientation_and_modes():
@@ -267,7 +267,7 @@ def test_mask_sizes():
     assert decode_mask(_mask_picture(128, 95, (0, 0, 1, 1)), "m", (128, 96), limits).shape == (96, 128)
     err = _error(lambda: decode_mask(_mask_picture(64, 64, (0, 0, 1, 1)), ("dynamic_masks", 2, "mask_url"),
                                      (64, 48), limits))
-    assert err.status == 422 and err.loc == ("body", "dynamic_masks", 2, "mask_url")
+    assert err.status == 422 and err.loc == ("dynamic_masks", 2, "mask_url")
     assert "64×64" in err.message and "64×48" in err.message
 
 
@@ -275,9 +275,9 @@ def test_trajectory_flip_and_bounds():
     points = ((0, 0), (10, 48), (64, 24.5))
     assert trajectory_to_top_left(points, (64, 48), 0) == ((0.0, 48.0), (10.0, 0.0), (64.0, 23.5))
     err = _error(lambda: trajectory_to_top_left(((1, 1), (70, 10)), (64, 48), 3))
-    assert err.loc == ("body", "dynamic_masks", 3, "trajectories", 1) and err.status == 422
+    assert err.loc == ("dynamic_masks", 3, "trajectory", 1) and err.status == 422
     assert "dynamic_masks[3]" in err.message and "(70, 10)" in err.message
-    assert _error(lambda: trajectory_to_top_left(((5, -1),), (64, 48), 0)).loc[2] == 0
+    assert _error(lambda: trajectory_to_top_left(((5, -1),), (64, 48), 0)).loc[3] == 0
 
 
 # -- resolve --------------------------------------------------------------------------------
@@ -322,17 +322,22 @@ def test_resolve_reports_fal_field_names(site):
          "multi_prompt": [{"prompt": "a", "duration": "2"}, {"prompt": "b", "duration": "3"}], "duration": "5"}
     )
     err = _error(lambda: resolve(o3, fetcher))
-    assert (err.error_type, err.loc) == ("image_load_error", ("body", "end_image_url"))
+    # resolve names the normalized request's attribute; the endpoint maps it to its own fal field
+    assert (err.error_type, err.loc) == ("image_load_error", ("end_image",))
+    assert ENDPOINTS[o3.endpoint_id].fal_loc(err.loc) == ["body", "end_image_url"]
 
-    v1 = Plan(image_url=data_uri(PNG), shots=(("p", 5),), seconds=5, end_image_url=f"{site.url}/missing.png",
-              fields={"end_image": "tail_image_url"})
+    v1_id = "fal-ai/kling-video/v1/standard/image-to-video"
+    v1 = Plan(start_image_url=data_uri(PNG), shots=(("p", 5),), seconds=5,
+              end_image_url=f"{site.url}/missing.png", endpoint_id=v1_id)
     err = _error(lambda: resolve(v1, fetcher))
-    assert (err.error_type, err.loc) == ("file_download_error", ("body", "tail_image_url"))
+    assert (err.error_type, err.loc) == ("file_download_error", ("end_image",))
+    assert ENDPOINTS[v1_id].fal_loc(err.loc) == ["body", "tail_image_url"]
 
-    outside = Plan(image_url=data_uri(PNG), shots=(("p", 5),), seconds=5,
+    outside = Plan(start_image_url=data_uri(PNG), shots=(("p", 5),), seconds=5,
                    dynamic_masks=(PlannedMask(f"{site.url}/missing.png", ((1, 1), (65, 10))),))
     err = _error(lambda: resolve(outside, fetcher))  # the trajectory is checked before the download
-    assert err.loc == ("body", "dynamic_masks", 0, "trajectories", 1)
+    assert err.loc == ("dynamic_masks", 0, "trajectory", 1)
+    assert ENDPOINTS[v1_id].fal_loc(err.loc) == ["body", "dynamic_masks", 0, "trajectories", 1]
 
     shots = resolve(dataclasses.replace(o3, end_image_url=None), fetcher).shots
     assert [(s.prompt, s.seconds) for s in shots] == [("a", 2), ("b", 3)]

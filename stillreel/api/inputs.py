@@ -96,21 +96,17 @@ async def plan_request(request: Request, endpoint: Endpoint) -> tuple[Plan, dict
         plan = endpoint.plan(payload)  # validates first: no files stored for an invalid request
     except InputError as exc:
         raise HTTPException(422, exc.detail) from None
-    caps = app.state.capabilities[endpoint.id]
     spec = app.state.settings.engine_for(endpoint.id)
-    refused = plan.unsupported(caps)
-    if refused:
-        engine = spec.options.get("model") or spec.name
-        raise HTTPException(422, [
-            {"loc": ["body", field], "type": "feature_not_supported",
-             "msg": f"{field} is not supported by the {spec.name} engine serving this endpoint ({engine})",
-             "ctx": {"feature": feature, "engine": spec.name}}
-            for field, feature in refused
-        ])
+    engine = f"{spec.name} engine ({spec.options.get('model') or spec.name})"
+    try:  # capabilities are checked here, once: explicit features refused, defaults dropped
+        plan = endpoint.admit(plan, app.state.capabilities[endpoint.id], engine)
+    except InputError as exc:
+        raise HTTPException(422, exc.detail) from None
     if not has_data_uri(payload):
         return plan, payload
     limits = app.state.settings.limits
     payload = await run_in_threadpool(
         store_data_uris, payload, app.state.storage, deps.base_url(request), limits.max_input_bytes
     )
-    return endpoint.plan(payload), payload
+    caps = app.state.capabilities[endpoint.id]
+    return endpoint.admit(endpoint.plan(payload), caps, engine), payload

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from stillreel.api import deps
 from stillreel.api.inputs import plan_request
 from stillreel.endpoints.registry import find
-from stillreel.jobs.schema import CANCELED, PRIORITIES, QUEUED, SUCCEEDED, Job, QueueFull
+from stillreel.jobs.schema import CANCELED, PRIORITIES, QUEUED, SUCCEEDED, Failure, Job, QueueFull
 
 router = APIRouter()
 KEEPALIVE_S = 15.0
@@ -40,10 +40,7 @@ def _log_items(rows: list[dict]) -> list[dict]:
 def error_message(job: Job) -> str | None:
     if job.error is None:
         return None
-    detail = job.error.get("detail")
-    if isinstance(detail, list):
-        return "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail)
-    return str(detail)
+    return Failure.stored(job.error, job.error_type, job.error_status).message
 
 
 def status_body(job: Job, base: str, position: int | None, logs: list[dict] | None) -> dict:

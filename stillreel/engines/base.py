@@ -90,6 +90,8 @@ class GenerationRequest:
     reference_images: tuple[Image, ...] = ()  # style/appearance references (@Image1, @Image2 …)
     elements: tuple[Element, ...] = ()  # @Element1, @Element2 …
     voices: tuple[str, ...] = ()  # voice ids (<<<voice_1>>>, <<<voice_2>>>), at most two
+    # fal's advanced_camera_control: (movement_type, movement_value), e.g. ("zoom", 5.0)
+    advanced_camera: tuple[str, float] | None = None
 
     @property
     def prompt(self) -> str:
@@ -112,6 +114,8 @@ class Capabilities:
     elements: bool = False
     voices: bool = False
     intelligent_shots: bool = False
+    element_video: bool = False  # an element given as a video (fal's elements[].video_url)
+    advanced_camera: bool = False  # fal's advanced_camera_control (movement type + value)
 
 
 @dataclass
@@ -144,21 +148,27 @@ class Cancelled(Exception):
 
 
 class EngineError(Exception):
-    """A request the engine cannot serve, reported to the caller as a 422 with a fal error type.
+    """The one error type of a request that cannot be served: fal's status, error type, loc and message.
 
-    ``loc`` names the input field (fal's field name when known, e.g. ``("body", "dynamic_masks", 0)``).
-    ``status`` is the HTTP status the result endpoint answers with: 422 for bad input, 500/503 for
-    failures that are not the caller's fault (e.g. ``error_type="out_of_memory"``).
+    ``loc`` names the normalized request's attribute, without a ``"body"`` prefix:
+    ``("end_image",)``, ``("dynamic_masks", 2, "trajectory")``, ``("elements", 0, "frontal")``;
+    ``()`` when no one field is at fault. ``stillreel.endpoints.mapping.fal_loc`` turns it into fal's
+    ``["body", <fal field>, ...]`` for the endpoint at hand. ``status`` is the HTTP status the result
+    endpoint answers with: 422 for bad input (fal's ``detail`` list), 500/503 for failures that are
+    not the caller's fault (e.g. ``error_type="out_of_memory"``; fal's ``detail`` string).
+    ``ctx`` is optional structured context (fal's ``ctx``).
     """
 
     def __init__(
-        self, message: str, error_type: str = "value_error", loc: tuple = ("body",), status: int = 422
+        self, message: str, error_type: str = "value_error", loc: tuple = (), status: int = 422,
+        ctx: dict | None = None,
     ):
         super().__init__(message)
         self.message = message
         self.error_type = error_type
-        self.loc = loc
+        self.loc = tuple(loc)
         self.status = status
+        self.ctx = dict(ctx or {})
 
 
 class Progress(Protocol):

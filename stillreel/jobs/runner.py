@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 
 from stillreel.config import Settings
-from stillreel.endpoints.registry import Plan
+from stillreel.endpoints.registry import Plan, find
 from stillreel.engines import EngineSpec, create
 from stillreel.engines.base import Cancelled, Engine, EngineError, Progress
 
@@ -30,24 +30,33 @@ RUNNER_NICENESS = 5
 
 
 def render(plan: Plan, engine: Engine, fetcher, out_path: Path, progress: Progress) -> dict:
-    """Fetch and decode the plan's inputs, generate, and encode the MP4 at ``out_path``."""
+    """Fetch and decode the plan's inputs, generate, and encode the MP4 at ``out_path``.
+
+    The one render: the worker's child and ``stillreel run`` both call it."""
     from stillreel.media.encode import encode
     from stillreel.media.inputs import resolve
 
     progress.report(0.0, "fetching inputs")
+    for attr in plan.dropped:
+        progress.log(f"{attr}: the endpoint's default asks for it but the {engine.name} engine cannot "
+                     "honour it; generating without it", "WARN")
     request = resolve(plan, fetcher)
     progress.report(0.0, f"generating {request.seconds} s with the {engine.name} engine")
     clip = engine.generate(request, progress)
     facts = encode(clip, out_path)
     return {**(clip.info or {}), "width": clip.width, "height": clip.height, "fps": clip.fps,
-            "frames": clip.frame_count, **({"encode": facts} if isinstance(facts, dict) else {})}
+            "frames": clip.frame_count, **({"dropped_defaults": list(plan.dropped)} if plan.dropped else {}),
+            **({"encode": facts} if isinstance(facts, dict) else {})}
 
 
-def fal_loc(loc: tuple, plan: Plan) -> list:
-    """Engines name the end image ``end_image_url``; report it under the endpoint's own field
-    (v1 calls it ``tail_image_url``)."""
-    end_field = plan.fields.get("end_image", "end_image_url")
-    return [end_field if part == "end_image_url" else part for part in loc]
+def failure_detail(exc: EngineError, plan: Plan) -> list[dict] | str:
+    """fal's ``detail`` for an engine error, under the plan's endpoint's own field names."""
+    endpoint = find(plan.endpoint_id)
+    if endpoint is not None:
+        return endpoint.detail(exc)
+    from stillreel.endpoints.mapping import fal_loc
+    return exc.message if exc.status >= 500 else [
+        {"loc": fal_loc(exc.loc, {}), "msg": exc.message, "type": exc.error_type}]
 
 
 class _PipeProgress:
@@ -129,10 +138,7 @@ def child_main(conn, cancel_event, settings: Settings) -> None:
         except Cancelled:
             conn.send(("cancelled",))
         except EngineError as exc:
-            detail = exc.message if exc.status >= 500 else [
-                {"loc": fal_loc(exc.loc, plan), "msg": exc.message, "type": exc.error_type}
-            ]
-            conn.send(("failed", exc.status, detail, exc.error_type))
+            conn.send(("failed", exc.status, failure_detail(exc, plan), exc.error_type))
         except Exception as exc:
             log.error("generation failed:\n%s", traceback.format_exc())
             conn.send(("failed", 500, f"generation failed: {type(exc).__name__}: {exc}", "internal_server_error"))

@@ -131,13 +131,22 @@ class Failure:
     """How a request ended badly: the status and body its result endpoint answers with."""
 
     status: int
-    detail: object  # a list of {"loc","msg","type"} (validation) or a string
+    # fal's wire shape: a list of {"loc","msg","type"} below 500, a string from 500 on. Stored as
+    # the job's ``error = {"detail": ...}``; read back only through ``stored`` / ``message``.
+    detail: object
     error_type: str
+
+    @classmethod
+    def stored(cls, error: dict | None, error_type: str | None, status: int | None) -> Failure | None:
+        """The failure a job row holds (``None`` when it holds none)."""
+        if not error and not error_type:
+            return None
+        return cls(status or 500, (error or {}).get("detail", "failed"), error_type or "internal_server_error")
 
     @property
     def message(self) -> str:
         if isinstance(self.detail, list) and self.detail:
-            return "; ".join(str(d.get("msg", d)) for d in self.detail)
+            return "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in self.detail)
         return str(self.detail)
 
 

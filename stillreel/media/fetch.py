@@ -83,7 +83,8 @@ def guarded_client(limits: Limits) -> httpx.Client:
 
 
 def field_loc(field: str | Sequence) -> tuple:
-    return ("body", field) if isinstance(field, str) else ("body", *field)
+    """The normalized request's loc (no "body"; the endpoint maps it to fal's field names)."""
+    return (field,) if isinstance(field, str) else tuple(field)
 
 
 def field_name(field: str | Sequence) -> str:

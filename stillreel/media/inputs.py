@@ -2,7 +2,8 @@
 
 Runs in the worker after the claim: everything here that fails is the caller's input (an
 unreachable URL, a file that is not an image, a mask that does not fit), reported as
-``EngineError`` with fal's error type and the fal field it came from. Blocking: async callers
+``EngineError`` with fal's error type, located by the normalized request's attribute
+(``("end_image",)``, ``("elements", 0, "frontal")``); the endpoint maps it to its fal field. Blocking: async callers
 run ``resolve`` in a thread.
 """
 
@@ -16,15 +17,18 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stillreel.config import Limits
-from stillreel.endpoints.registry import Plan
+from stillreel.endpoints.request_plan import Plan
 from stillreel.engines.base import (
     Aspect,
     CameraPreset,
     DynamicMask,
+    Element,
     EngineError,
     GenerationRequest,
     Mask,
     Shot,
+    ShotType,
+    Tier,
 )
 from stillreel.engines.base import Image as RGBImage
 from stillreel.media.fetch import Fetcher, field_loc, field_name
@@ -148,7 +152,7 @@ def trajectory_to_top_left(
     converted = []
     for j, (x, y) in enumerate(points):
         if not (0 <= x <= width and 0 <= y <= height):
-            field = ("dynamic_masks", mask_index, "trajectories", j)
+            field = ("dynamic_masks", mask_index, "trajectory", j)
             raise EngineError(
                 f"dynamic_masks[{mask_index}]: trajectory point {j} ({x:g}, {y:g}) is outside the "
                 f"{width}×{height} start image (points are input-image pixels, origin at the bottom-left)",
@@ -169,29 +173,39 @@ def _enum(kind, value, field: str):
         raise EngineError(f"{field} must be one of {choices}, got {value!r}", "value_error", field_loc(field)) from None
 
 
+def _image(fetcher: Fetcher, url: str, field) -> RGBImage:
+    return decode_image(fetcher.fetch(url, field), field, fetcher.limits)
+
+
 def resolve(plan: Plan, fetcher: Fetcher) -> GenerationRequest:
     """Fetch and decode every input of ``plan``; raises ``EngineError`` for bad inputs."""
     limits = fetcher.limits
-    start = decode_image(fetcher.fetch(plan.image_url, "image_url"), "image_url", limits)
-    size = (start.shape[1], start.shape[0])
+    start = _image(fetcher, plan.start_image_url, "start_image") if plan.start_image_url else None
+    end = _image(fetcher, plan.end_image_url, "end_image") if plan.end_image_url is not None else None
+    references = tuple(_image(fetcher, url, ("reference_images", i)) for i, url in enumerate(plan.reference_image_urls))
+    elements = []
+    for i, planned in enumerate(plan.elements):
+        if planned.frontal_url is None:
+            continue  # an element given as a video: refused at submit unless the engine takes videos
+        frontal = _image(fetcher, planned.frontal_url, ("elements", i, "frontal"))
+        views = tuple(_image(fetcher, url, ("elements", i, "references", j))
+                      for j, url in enumerate(planned.reference_urls))
+        elements.append(Element(frontal=frontal, references=views, voice_id=planned.voice_id))
 
-    end = None
-    if plan.end_image_url is not None:
-        end_field = plan.fields.get("end_image", "end_image_url")
-        end = decode_image(fetcher.fetch(plan.end_image_url, end_field), end_field, limits)
-
-    static = None
-    if plan.static_mask_url is not None:
-        data = fetcher.fetch(plan.static_mask_url, "static_mask_url")
-        static = decode_mask(data, "static_mask_url", size, limits)
-
-    dynamic = []
-    for i, planned in enumerate(plan.dynamic_masks):
-        field = ("dynamic_masks", i, "mask_url")
-        # Check the cheap part first: a bad trajectory fails before any download.
-        trajectory = trajectory_to_top_left(planned.trajectory, size, i)
-        mask = decode_mask(fetcher.fetch(planned.mask_url, field), field, size, limits)
-        dynamic.append(DynamicMask(mask=mask, trajectory=trajectory))
+    static, dynamic = None, []
+    if plan.static_mask_url is not None or plan.dynamic_masks:
+        if start is None:
+            raise EngineError("motion brush masks need a start image", "value_error", ("static_mask",))
+        size = (start.shape[1], start.shape[0])
+        if plan.static_mask_url is not None:
+            data = fetcher.fetch(plan.static_mask_url, "static_mask")
+            static = decode_mask(data, "static_mask", size, limits)
+        for i, planned in enumerate(plan.dynamic_masks):
+            field = ("dynamic_masks", i, "mask")
+            # Check the cheap part first: a bad trajectory fails before any download.
+            trajectory = trajectory_to_top_left(planned.trajectory, size, i)
+            mask = decode_mask(fetcher.fetch(planned.mask_url, field), field, size, limits)
+            dynamic.append(DynamicMask(mask=mask, trajectory=trajectory))
 
     return GenerationRequest(
         start_image=start,
@@ -200,10 +214,16 @@ def resolve(plan: Plan, fetcher: Fetcher) -> GenerationRequest:
         guidance=float(plan.guidance),
         negative_prompt=plan.negative_prompt,
         end_image=end,
-        aspect=_enum(Aspect, plan.aspect, "aspect_ratio"),
-        camera=_enum(CameraPreset, plan.camera, "camera_control"),
+        aspect=_enum(Aspect, plan.aspect, "aspect"),
+        camera=_enum(CameraPreset, plan.camera, "camera"),
         static_mask=static,
         dynamic_masks=tuple(dynamic),
         audio=bool(plan.audio),
         seed=int(plan.seed),
+        tier=Tier(plan.tier),
+        shot_type=ShotType(plan.shot_type),
+        reference_images=references,
+        elements=tuple(elements),
+        voices=tuple(plan.voices),
+        advanced_camera=plan.advanced_camera,
     )

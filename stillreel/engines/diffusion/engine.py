@@ -1,7 +1,8 @@
 """The diffusion engine: one loaded image-to-video pipeline, one request at a time.
 
 ``generate`` reads top to bottom as the recipe:
-1. refuse what the model cannot do (the API already did; this is the second line of defence);
+1. capabilities were checked at submit (``stillreel.endpoints.features``); only a missing start frame
+   is refused here;
 2. pick the size (aspect → bucket) and the pipeline calls (duration → frames, long shots → segments);
 3. run each call from the previous call's last frame, reporting every denoising step (and
    stopping at the next one once the job is cancelled);
@@ -107,22 +108,13 @@ class DiffusionEngine:
     # -- steps ------------------------------------------------------------------------------
 
     def _refuse_unsupported(self, request: GenerationRequest) -> None:
-        caps = self.capabilities
-        used = [
-            (request.static_mask is not None and not caps.motion_brush, "static_mask_url", "motion brush masks"),
-            (bool(request.dynamic_masks) and not caps.motion_brush, "dynamic_masks", "motion brush masks"),
-            (request.camera is not None and not caps.camera, "camera_control", "camera control"),
-            (request.end_image is not None and not caps.end_frame, "end_image_url", "an end frame"),
-            (request.audio and not caps.audio, "generate_audio", "audio generation"),
-        ]
-        for refused, field, feature in used:
-            if refused:
-                raise EngineError(
-                    f"{field}: {feature} is not supported by the diffusion engine's model "
-                    f"{self.options.model} ({self.family.name})",
-                    error_type="feature_not_supported",
-                    loc=("body", field),
-                )
+        # Capabilities are checked at submit (stillreel.endpoints.features); a start frame is the
+        # one thing these image-to-video pipelines cannot run without at all.
+        if request.start_image is None:
+            raise EngineError(
+                f"text-to-video is not supported by the diffusion engine's model {self.options.model} "
+                f"({self.family.name})", error_type="feature_not_supported", loc=("start_image",),
+            )
 
     def _on_step(self, progress: Progress, call_index: int, calls: int):
         steps, total = self.family.steps, self.family.steps * calls
