@@ -15,8 +15,9 @@ Servers, each one uvicorn process (httptools + uvloop), started in the same run:
 
 Cases (``wrk -t1 -cN -dS --latency``; all requests authorized with ``Authorization: Key``): status of
 a finished request, of a queued one (``queue_position``), of a running one with ``logs=1``; result of
-a finished request; submit (a wrk Lua script POSTing a real body: every submit queues a request).
-Then submit → IN_PROGRESS latency with an idle worker (the time from sending the submit to the first
+a finished request; submit (a wrk Lua script POSTing a real body: every submit queues a request,
+behind the running one, so the worker stays out of the figure).
+Before those, submit → IN_PROGRESS latency with an idle worker (the time from sending the submit to the first
 status poll that says IN_PROGRESS). wrk runs on the same cores as the servers.
 
 Goals (issue 13): status ≥ 0.5× raw ASGI for finished and queued requests; submits ≥ 0.5× the FastAPI
@@ -113,6 +114,23 @@ def start_stillreel(data: Path, tree: Path, env: dict) -> LiveServer:
     live_server.REPO = tree  # the server runs with cwd = that checkout, so its stillreel/ is imported
     env = {**env, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
     return LiveServer.start(data, auth=True, engine="engines:StepEngine", env=env)
+
+
+def start_api_processes(data: Path, env: dict, n: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    full = {**os.environ, **env, "STILLREEL_DATA_DIR": str(data),
+            "PYTHONPATH": os.pathsep.join([str(REPO / "bench"), str(REPO)])}
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api_processes:app", "--workers", str(n),
+                             "--port", str(port), "--http", "httptools", "--loop", "uvloop", "--log-level", "warning"],
+                            cwd=REPO, env=full, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            httpx.get(f"{url}/healthz")
+            return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise RuntimeError("the API processes did not start")
 
 
 def reset_database(url: str | None) -> None:
@@ -258,6 +276,8 @@ def main() -> None:
     ap.add_argument("--database-url", default=None, help="run stillreel on this database (dropped first!)")
     ap.add_argument("--baseline-tree", type=Path, default=None, help="a checkout of the code to compare with")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy the stillreel servers; raw stacks here")
+    ap.add_argument("--api-processes", type=int, default=0,
+                    help="also run N API-only uvicorn processes on stillreel's database (column 'stillreel ×N')")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -283,7 +303,17 @@ def main() -> None:
         setups = {}
         for name, tree in trees.items():
             servers[name] = start_stillreel(tmp / name, tree, env)
+            if name == "stillreel":  # first, while the worker is idle
+                with servers[name].http() as c:
+                    latencies = submit_latency(servers[name], upload_image(c), args.samples)
             setups[name] = prepare(servers[name])
+        if args.api_processes:
+            multi, multi_url = start_api_processes(tmp / "stillreel", env, args.api_processes)
+            procs.append(multi)
+            many = f"stillreel ×{args.api_processes}"
+            servers_extra = {many: (multi_url, servers["stillreel"])}
+        else:
+            servers_extra = {}
         # Every server stays up for the whole run, and each case runs on all of them back to back.
         for case in CASES:
             results[case]["raw ASGI"] = wrk(f"http://127.0.0.1:{raw_port}/status", args)
@@ -295,12 +325,9 @@ def main() -> None:
                 results[case][name] = wrk(setups[name]["urls"][case], args, server.headers)
                 if prof:
                     prof.wait()
-        for name, server in servers.items():  # idle workers again
-            with server.http() as c:
-                c.put(setups[name]["running"]["cancel_url"])
-                for sub in setups[name]["queued"]:
-                    wait_status(c, sub, "COMPLETED")
-        latencies = submit_latency(servers["stillreel"], setups["stillreel"]["image"], args.samples)
+            for name, (base, sibling) in servers_extra.items():
+                url = setups["stillreel"]["urls"][case].replace(sibling.url, base)
+                results[case][name] = wrk(url, args, sibling.headers)
         script = tmp / "bare-submit.lua"
         script.write_text(SUBMIT_LUA % (_lua_string(json.dumps({"prompt": "frames=3", "image_url": "x"})), '"Key x"'))
         results["submit"]["FastAPI"] = wrk(f"http://127.0.0.1:{fa_port}/submit", args, script=script)
@@ -325,7 +352,8 @@ def report(results: dict, latencies: list[float], args) -> None:
     db = "PostgreSQL" if args.database_url else "SQLite"
     print(f"wrk -t1 -c{args.connections} -d{args.seconds}s --latency; {os.cpu_count()} cores; stillreel on {db}, "
           f"auth on, one worker; load average {os.getloadavg()[0]:.1f}")
-    names = [n for n in ("raw ASGI", "FastAPI", "stillreel", "before") if any(n in r for r in results.values())]
+    order = ["raw ASGI", "FastAPI", "stillreel", "before", f"stillreel ×{args.api_processes}"]
+    names = [n for n in order if any(n in r for r in results.values())]
     print("| case | " + " | ".join(names) + " | stillreel / raw | stillreel / FastAPI |")
     print("|---" * (len(names) + 3) + "|")
     for case, row in results.items():
