@@ -28,7 +28,7 @@ serve: install
 	$(BIN)/stillreel serve --host $(HOST) --port $(PORT) --data-dir $(DATA)
 
 # Debian packages the suite uses: ffmpeg (ffprobe, zoompan baseline), chromium (playground tests),
-# postgresql (the scale-out queue). Installed only when missing.
+# postgresql (the scale-out queue), wrk (make bench). Installed only when missing.
 system-deps:
 	@scripts/system-deps.sh
 
@@ -42,6 +42,7 @@ test: install-test system-deps postgres js-deps
 	STILLREEL_TEST_DATABASE_URL=$${STILLREEL_TEST_DATABASE_URL:-postgresql://stillreel:stillreel@127.0.0.1:5432/stillreel_test} \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider
 
+# API: wrk against a raw ASGI app, a FastAPI route and stillreel (SQLite), side by side; then motion.
 bench: install-test system-deps
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/motion.py

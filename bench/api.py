@@ -1,18 +1,36 @@
-"""API benchmark: status polls per second and submit → IN_PROGRESS latency, side by side with a bare
-uvicorn JSON endpoint in the same run.
+"""API benchmark with a real load generator (``wrk``): three servers side by side in one run.
 
-    .venv/bin/python bench/api.py [--seconds 5] [--clients 4] [--samples 30]
+    .venv/bin/python bench/api.py [--seconds 3] [--connections 16] [--database-url postgresql://…]
+                                  [--baseline-tree DIR] [--profile DIR] [--samples 30]
 
-Goals (issue #2): status at ≥ 0.5× the bare endpoint's rate; submit → IN_PROGRESS p50 ≤ 20 ms on the
-embedded default (SQLite, motion engine) with an idle worker.
+Servers, each one uvicorn process (httptools + uvloop), started in the same run:
+
+- *raw ASGI*: a bare ASGI callable answering a finished request's status JSON (same size and shape);
+- *FastAPI*: one FastAPI route returning the same JSON as a dict;
+- *stillreel*: ``stillreel serve`` with auth on, SQLite (or ``--database-url``), one worker, and the
+  queue test engine from ``tests/engines.py`` (steerable from the prompt, so a request can be kept
+  running or queued for the length of a case);
+- with ``--baseline-tree DIR`` (e.g. ``mkdir /tmp/before && git archive <commit> | tar -x -C /tmp/before``), stillreel from that
+  checkout as a fourth server: before/after in the same run.
+
+Cases (``wrk -t1 -cN -dS --latency``; all requests authorized with ``Authorization: Key``): status of
+a finished request, of a queued one (``queue_position``), of a running one with ``logs=1``; result of
+a finished request; submit (a wrk Lua script POSTing a real body: every submit queues a request,
+behind the running one, so the worker stays out of the figure).
+Before those, submit → IN_PROGRESS latency with an idle worker (the time from sending the submit to the first
+status poll that says IN_PROGRESS). wrk runs on the same cores as the servers.
+
+Goals (issue 13): status ≥ 0.5× raw ASGI for finished and queued requests; submits ≥ 0.5× the FastAPI
+route; submit → IN_PROGRESS p50 ≤ 20 ms.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import io
+import collections
+import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -20,131 +38,348 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from pathlib import Path
 
 import httpx
-import numpy as np
-from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+import live_server  # noqa: E402
 from live_server import LiveServer, free_port  # noqa: E402
 
 V2 = "fal-ai/kling-video/v2/master/image-to-video"
+APP = "fal-ai/kling-video"
 
-BARE_APP = textwrap.dedent('''
-    from fastapi import FastAPI
-    app = FastAPI()
-    BODY = {"status": "COMPLETED", "request_id": "x" * 36, "response_url": "http://h/" + "x" * 60,
-            "status_url": "http://h/" + "x" * 67, "cancel_url": "http://h/" + "x" * 67,
-            "logs": None, "metrics": {"inference_time": 1.0}, "error": None, "error_type": None}
-    @app.get("/status")
+BODY = {"request_id": "x" * 36, "response_url": "http://h/" + "x" * 60, "status_url": "http://h/" + "x" * 67,
+        "cancel_url": "http://h/" + "x" * 67, "status": "COMPLETED", "logs": None,
+        "metrics": {"inference_time": 1.0}, "error": None, "error_type": None, "progress": 100.0}
+
+BARE_APPS = textwrap.dedent('''
+    import json
+    BODY = json.loads(%r)
+    RAW = json.dumps(BODY, separators=(",", ":")).encode()
+    HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(RAW)).encode())]
+
+    async def raw(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        await send({"type": "http.response.body", "body": RAW})
+
+    from fastapi import FastAPI, Request
+    fastapi_app = FastAPI()
+
+    @fastapi_app.get("/status")
     def status():
         return BODY
+
+    @fastapi_app.post("/submit")
+    async def submit(request: Request):
+        await request.json()
+        return BODY
+''') % json.dumps(BODY)
+
+SUBMIT_LUA = textwrap.dedent('''
+    wrk.method = "POST"
+    wrk.body = %s
+    wrk.headers["Content-Type"] = "application/json"
+    wrk.headers["Authorization"] = %s
 ''')
 
 
-def hammer(url: str, headers: dict, seconds: float, clients: int) -> float:
-    """Requests per second from ``clients`` keep-alive connections for ``seconds``."""
-    counts = [0] * clients
-    stop = time.monotonic() + seconds
-
-    def loop(i):
-        with httpx.Client(headers=headers, timeout=10) as c:
-            while time.monotonic() < stop:
-                r = c.get(url)
-                assert r.status_code < 300, r.text
-                counts[i] += 1
-
-    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(counts) / seconds
+def _lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def bare_server(tmp: Path) -> tuple[subprocess.Popen, str]:
-    (tmp / "bare_app.py").write_text(BARE_APP)
+# -- servers -------------------------------------------------------------------------------------
+
+
+def start_bare(tmp: Path, target: str) -> tuple[subprocess.Popen, int]:
+    (tmp / "bare_apps.py").write_text(BARE_APPS)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port), "--log-level",
-                             "warning"], cwd=tmp, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/status"
-    for _ in range(100):
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", f"bare_apps:{target}", "--port", str(port),
+                             "--http", "httptools", "--loop", "uvloop", "--log-level", "warning"],
+                            cwd=tmp, start_new_session=True)
+    for _ in range(200):
         try:
-            httpx.get(url)
-            break
+            httpx.post(f"http://127.0.0.1:{port}/submit", json={})
+            return proc, port
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{target} did not start")
+
+
+def start_stillreel(data: Path, tree: Path, env: dict) -> LiveServer:
+    live_server.REPO = tree  # the server runs with cwd = that checkout, so its stillreel/ is imported
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    return LiveServer.start(data, auth=True, engine="engines:StepEngine", env=env)
+
+
+def start_api_processes(data: Path, env: dict, n: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    full = {**os.environ, **env, "STILLREEL_DATA_DIR": str(data),
+            "PYTHONPATH": os.pathsep.join([str(REPO / "bench"), str(REPO)])}
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api_processes:app", "--workers", str(n),
+                             "--port", str(port), "--http", "httptools", "--loop", "uvloop", "--log-level", "warning"],
+                            cwd=REPO, env=full, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            httpx.get(f"{url}/healthz")
+            return proc, url
         except httpx.TransportError:
             time.sleep(0.1)
-    return proc, url
+    raise RuntimeError("the API processes did not start")
 
 
-def image_uri() -> str:
-    rng = np.random.default_rng(0)
-    buf = io.BytesIO()
-    Image.fromarray((rng.random((360, 640, 3)) * 255).astype(np.uint8)).save(buf, "JPEG")
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+def reset_database(url: str | None) -> None:
+    if not url:
+        return
+    sys.path.insert(0, str(REPO))
+    from stillreel.config import Settings
+    from stillreel.jobs.schema import make_engine, metadata
+
+    engine = make_engine(Settings(database_url=url).db_url)
+    metadata.drop_all(engine)
+    engine.dispose()
 
 
-def submit_latency(server: LiveServer, samples: int) -> list[float]:
-    """Time from sending the submit to the first status poll that says IN_PROGRESS (worker idle)."""
+# -- wrk -----------------------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def wrk(url: str, args, headers: dict | None = None, script: Path | None = None) -> dict:
+    command = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "--latency"]
+    for name, value in (headers or {}).items():
+        command += ["-H", f"{name}: {value}"]
+    if script:
+        command += ["-s", str(script)]
+    out = subprocess.run(command + [url], capture_output=True, text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
+    if len(lat) < 2:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rate, "p50_ms": _ms(lat["50"]), "p99_ms": _ms(lat["99"]),
+            "non_2xx": int(bad.group(1)) if bad else 0, "socket_errors": errors.group(1) if errors else None}
+
+
+# -- stillreel set-up ----------------------------------------------------------------------------
+
+
+def submit(c: httpx.Client, prompt: str, image_url: str, **headers) -> dict:
+    r = c.post(f"/queue/{V2}", json={"prompt": prompt, "image_url": image_url}, headers=headers)
+    r.raise_for_status()
+    return r.json()
+
+
+def wait_status(c: httpx.Client, sub: dict, wanted: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while c.get(sub["status_url"]).json()["status"] != wanted:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{sub['request_id']} never reached {wanted}")
+        time.sleep(0.01)
+
+
+def upload_image(c: httpx.Client) -> str:
+    sys.path.insert(0, str(REPO / "tests"))
+    from apihelp import png_bytes
+
+    r = c.post("/files/upload", content=png_bytes(), headers={"Content-Type": "image/png", "X-Fal-File-Name": "b.png"})
+    r.raise_for_status()
+    return r.json()["access_url"]
+
+
+def submit_latency(server: LiveServer, image: str, samples: int) -> list[float]:
     out = []
     with server.http() as c:
-        # As fal's clients do: upload the image once, then submit its URL.
-        uri = c.post("/files/upload", content=base64.b64decode(image_uri().split(",")[1]),
-                     headers={"Content-Type": "image/jpeg", "X-Fal-File-Name": "bench.jpg"}).json()["access_url"]
         for _ in range(samples):
             t0 = time.perf_counter()
-            sub = c.post(f"/queue/{V2}", json={"prompt": "bench", "image_url": uri}).json()
+            sub = submit(c, "frames=2 delay=0.01", image)
             while c.get(sub["status_url"]).json()["status"] == "IN_QUEUE":
                 pass
             out.append((time.perf_counter() - t0) * 1000)
-            c.put(sub["cancel_url"])
-            while c.get(sub["status_url"]).json()["status"] != "COMPLETED":
-                time.sleep(0.01)
-            time.sleep(0.2)  # idle worker again
+            wait_status(c, sub, "COMPLETED")
+            time.sleep(0.1)  # idle worker again
     return out
+
+
+def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "250", "-f", "raw",
+                             "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarize_profile(path: Path, top: int = 16) -> tuple[list, list]:
+    """The event loop thread's samples from py-spy's collapsed stacks: (self, inclusive) shares per
+    function, leaving out the frames every sample shares (uvicorn's and the CLI's outer frames)."""
+    inclusive: collections.Counter = collections.Counter()
+    own: collections.Counter = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if "Server.serve" not in stack and "asyncio_run" not in stack:
+            continue  # worker, webhook and thread-pool threads
+        n = int(count)
+        total += n
+        frames = [re.sub(r" \((?:.*/)?([^/()]+?)(?::\d+)?\)$", r" (\1)", f) for f in stack.split(";")]
+        for name in set(frames):
+            inclusive[name] += n
+        own[frames[-1]] += n
+    if not total:
+        return [], []
+    return ([(k, n / total) for k, n in own.most_common(top)],
+            [(k, n / total) for k, n in inclusive.most_common(60) if n / total < 0.97][:top])
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+CASES = ("status finished", "status queued", "status running logs=1", "result finished")
+
+
+def prepare(server: LiveServer) -> dict:
+    """A finished request, one kept running (logs=1 has lines to send), five queued behind it."""
+    with server.http() as c:
+        image = upload_image(c)
+        finished = submit(c, "frames=3 delay=0.01", image)
+        wait_status(c, finished, "COMPLETED")
+        running = submit(c, "frames=100000 delay=0.05", image)
+        wait_status(c, running, "IN_PROGRESS")
+        time.sleep(0.5)  # some log lines
+        queued = [submit(c, "frames=3", image) for _ in range(5)]
+    return {"image": image, "running": running, "queued": queued, "urls": {
+        "status finished": finished["status_url"], "status queued": queued[-1]["status_url"],
+        "status running logs=1": running["status_url"] + "?logs=1", "result finished": finished["response_url"]}}
+
+
+def submit_script(tmp: Path, name: str, image: str, authorization: str) -> Path:
+    script = tmp / f"{name}-submit.lua"
+    script.write_text(SUBMIT_LUA % (_lua_string(json.dumps({"prompt": "frames=3", "image_url": image})),
+                                    _lua_string(authorization)))
+    return script
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=5)
-    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--samples", type=int, default=30)
+    ap.add_argument("--database-url", default=None, help="run stillreel on this database (dropped first!)")
+    ap.add_argument("--baseline-tree", type=Path, default=None, help="a checkout of the code to compare with")
+    ap.add_argument("--profile", type=Path, default=None, help="py-spy the stillreel servers; raw stacks here")
+    ap.add_argument("--api-processes", type=int, default=0,
+                    help="also run N API-only uvicorn processes on stillreel's database (column 'stillreel ×N')")
+    ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (make system-deps)")
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    if args.baseline_tree and args.database_url:
+        sys.exit("--baseline-tree runs a second server, which needs its own database: use SQLite for it")
     tmp = Path(tempfile.mkdtemp(prefix="stillreel-bench-"))
-    bare, bare_url = bare_server(tmp)
-    server = LiveServer.start(tmp / "data", auth=True)
+    env = {"STILLREEL_DATABASE_URL": args.database_url} if args.database_url else {}
+    procs = []
+    servers: dict[str, LiveServer] = {}
+    results: dict[str, dict] = collections.defaultdict(dict)
+    latencies = []
     try:
-        latencies = submit_latency(server, args.samples)
-        with server.http() as c:
-            sub = c.post(f"/queue/{V2}", json={"prompt": "bench", "image_url": image_uri()}).json()
-            c.put(sub["cancel_url"])
-            while c.get(sub["status_url"]).json()["status"] != "COMPLETED":
-                time.sleep(0.05)
-            queued = c.post(f"/queue/{V2}", json={"prompt": "bench", "image_url": image_uri()}).json()
-        # Alternate the two targets so that both see the same machine conditions.
-        ours, bare_rates = [], []
-        for _ in range(2):
-            bare_rates.append(hammer(bare_url, {}, args.seconds, args.clients))
-            ours.append(hammer(sub["status_url"] + "?logs=0", server.headers, args.seconds, args.clients))
-        ours_logs = hammer(sub["status_url"] + "?logs=1", server.headers, args.seconds, args.clients)
-        ours_queued = hammer(queued["status_url"], server.headers, args.seconds, args.clients)
+        raw, raw_port = start_bare(tmp, "raw")
+        fa, fa_port = start_bare(tmp, "fastapi_app")
+        procs += [raw, fa]
+        trees = {"stillreel": REPO}
+        if args.baseline_tree:
+            trees["before"] = args.baseline_tree.resolve()
+        reset_database(args.database_url)
+        setups = {}
+        for name, tree in trees.items():
+            servers[name] = start_stillreel(tmp / name, tree, env)
+            if name == "stillreel":  # first, while the worker is idle
+                with servers[name].http() as c:
+                    latencies = submit_latency(servers[name], upload_image(c), args.samples)
+            setups[name] = prepare(servers[name])
+        if args.api_processes:
+            multi, multi_url = start_api_processes(tmp / "stillreel", env, args.api_processes)
+            procs.append(multi)
+            many = f"stillreel ×{args.api_processes}"
+            servers_extra = {many: (multi_url, servers["stillreel"])}
+        else:
+            servers_extra = {}
+        # Every server stays up for the whole run, and each case runs on all of them back to back.
+        for case in CASES:
+            results[case]["raw ASGI"] = wrk(f"http://127.0.0.1:{raw_port}/status", args)
+            results[case]["FastAPI"] = wrk(f"http://127.0.0.1:{fa_port}/status", args)
+            for name, server in servers.items():
+                prof = None
+                if args.profile and case == "status finished":
+                    prof = profile(server.process.pid, args.seconds, args.profile / f"{name}.raw")
+                results[case][name] = wrk(setups[name]["urls"][case], args, server.headers)
+                if prof:
+                    prof.wait()
+            for name, (base, sibling) in servers_extra.items():
+                url = setups["stillreel"]["urls"][case].replace(sibling.url, base)
+                results[case][name] = wrk(url, args, sibling.headers)
+        script = tmp / "bare-submit.lua"
+        script.write_text(SUBMIT_LUA % (_lua_string(json.dumps({"prompt": "frames=3", "image_url": "x"})), '"Key x"'))
+        results["submit"]["FastAPI"] = wrk(f"http://127.0.0.1:{fa_port}/submit", args, script=script)
+        for name, server in servers.items():
+            prof = None
+            if args.profile:
+                prof = profile(server.process.pid, args.seconds, args.profile / f"{name}-submit.raw")
+            script = submit_script(tmp, name, setups[name]["image"], server.headers["Authorization"])
+            results["submit"][name] = wrk(f"{server.url}/queue/{V2}", args, script=script)
+            if prof:
+                prof.wait()
     finally:
-        server.stop()
-        os.killpg(bare.pid, signal.SIGTERM)
+        for server in servers.values():
+            server.stop()
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
         shutil.rmtree(tmp, ignore_errors=True)
-    rate, bare_rate = statistics.mean(ours), statistics.mean(bare_rates)
-    p50 = statistics.median(latencies)
-    p95 = sorted(latencies)[int(0.95 * (len(latencies) - 1))]
-    print(f"machine: {os.cpu_count()} cores; {args.clients} keep-alive clients x {args.seconds:.0f} s, twice each")
-    print(f"bare uvicorn JSON endpoint      : {bare_rate:8.0f} req/s")
-    print(f"status (COMPLETED, logs=0, key) : {rate:8.0f} req/s  ratio {rate / bare_rate:.2f} (goal >= 0.5)")
-    print(f"status (COMPLETED, logs=1, key) : {ours_logs:8.0f} req/s  ratio {ours_logs / bare_rate:.2f}")
-    print(f"status (IN_QUEUE + position)    : {ours_queued:8.0f} req/s  ratio {ours_queued / bare_rate:.2f}")
-    print(f"submit -> IN_PROGRESS ({len(latencies)} samples): p50 {p50:.1f} ms, p95 {p95:.1f} ms (goal p50 <= 20 ms)")
+    report(results, latencies, args)
+
+
+def report(results: dict, latencies: list[float], args) -> None:
+    db = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"wrk -t1 -c{args.connections} -d{args.seconds}s --latency; {os.cpu_count()} cores; stillreel on {db}, "
+          f"auth on, one worker; load average {os.getloadavg()[0]:.1f}")
+    order = ["raw ASGI", "FastAPI", "stillreel", "before", f"stillreel ×{args.api_processes}"]
+    names = [n for n in order if any(n in r for r in results.values())]
+    print("| case | " + " | ".join(names) + " | stillreel / raw | stillreel / FastAPI |")
+    print("|---" * (len(names) + 3) + "|")
+    for case, row in results.items():
+        cells = []
+        for n in names:
+            r = row.get(n)
+            if r is None or (case == "submit" and n == "raw ASGI"):
+                cells.append("–")
+                continue
+            bad = f", {r['non_2xx']} non-2xx" if r["non_2xx"] else ""
+            cells.append(f"{r['rps']:,.0f} req/s (p50 {r['p50_ms']:.2f} / p99 {r['p99_ms']:.2f} ms{bad})")
+        ours = row.get("stillreel", {}).get("rps", 0)
+        vs_raw = f"{ours / row['raw ASGI']['rps']:.2f}×" if case != "submit" else "–"
+        print(f"| {case} | " + " | ".join(cells) + f" | {vs_raw} | {ours / row['FastAPI']['rps']:.2f}× |")
+    if latencies:
+        p95 = sorted(latencies)[int(0.95 * (len(latencies) - 1))]
+        print(f"submit -> IN_PROGRESS ({len(latencies)} samples, idle worker): p50 {statistics.median(latencies):.1f} ms, "
+              f"p95 {p95:.1f} ms (goal p50 <= 20 ms)")
+    if args.profile:
+        for path in sorted(args.profile.glob("*.raw")):
+            own, inclusive = summarize_profile(path)
+            print(f"\npy-spy {path.stem}, event loop thread: self | inclusive share of samples")
+            for (a, x), (b, y) in zip(own, inclusive):
+                print(f"  {x * 100:5.1f}% {a:<55} | {y * 100:5.1f}% {b}")
+    if args.json:
+        args.json.write_text(json.dumps({"results": results, "submit_to_in_progress_ms": latencies}, indent=1))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stillreel import __version__
 from stillreel.api import deps, openapi, playground, queue, storage
+from stillreel.api.fastpath import StillreelAPI
 from stillreel.api.proxy import ProxyMiddleware
 from stillreel.config import Settings
 from stillreel.endpoints.registry import ENDPOINTS
@@ -97,7 +98,7 @@ def create_app(settings: Settings, *, run_services: bool = True) -> FastAPI:
         yield
         services.stop()
 
-    app = FastAPI(title="stillreel", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = StillreelAPI(title="stillreel", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.services = services
     app.state.settings = settings
     app.state.store = services.store

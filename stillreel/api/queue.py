@@ -109,6 +109,7 @@ async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync
         )
     except QueueFull as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": "5", "X-Fal-Error-Type": "queue_full"}) from None
+    app.state.changes.touch()
     app.state.wake.set()
     return job, position
 

@@ -14,10 +14,19 @@ class Changes:
     def __init__(self):
         self._lock = threading.Lock()
         self._waiters: dict[str | None, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        # Bumped on every change this process makes or hears of; the status fast path
+        # (stillreel/api/fastpath.py) keeps a non-terminal answer only while it is unchanged.
+        self.generation = 0
+
+    def touch(self) -> None:
+        """Record a change that no waiter needs waking for (a submit moves queue positions)."""
+        with self._lock:
+            self.generation += 1
 
     def notify(self, job_id: str | None) -> None:
         """Thread-safe. ``None`` wakes every waiter (queue positions moved)."""
         with self._lock:
+            self.generation += 1
             if job_id is None:
                 targets = [w for ws in self._waiters.values() for w in ws]
             else:

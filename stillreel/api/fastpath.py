@@ -1,0 +1,164 @@
+"""A pure-ASGI fast path for the two routes clients poll: ``GET …/requests/{id}/status`` and
+``GET …/requests/{id}`` (the result).
+
+``StillreelAPI`` is the FastAPI app with this path in front of its whole middleware stack (the
+profile in BENCHMARKS.md: FastAPI's telemetry, body-limit, exception and routing layers cost more
+than the answer). It answers only what it can answer exactly as the FastAPI routes would (same
+bytes, status and headers, because it renders them with the same ``queue.status_body`` /
+``queue.result_response``); everything else goes down the full stack:
+
+- no ``Origin`` header (browsers' CORS requests take the full stack, whose CORS middleware adds
+  its headers), and a path that is not the fal proxy's (proxied calls are routed by the stack);
+
+- the caller's ``Authorization: Key …`` is in the keys' short-lived cache as a valid key (or auth
+  is off); a missing, unknown, revoked or Bearer credential goes to FastAPI, which answers it
+  (401 in fal's shape, or verifies the key and fills the cache);
+- the request exists under this app or endpoint path and belongs to the caller; anything else
+  (404s, the SSE stream, other methods) goes to FastAPI.
+
+Answers are kept as rendered bytes, per (request id, route, logs, base URL):
+
+- terminal requests (final: their row and logs no longer change) in a bounded cache;
+- queued and running requests while nothing changed since they were read: the process's change
+  counter (``Changes.generation``: submits, cancels, every worker write in this process) is the
+  same, and for at most ``LIVE_TTL_S`` (changes made by other processes, which this one does not
+  hear of: scale-out workers, other API processes).
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI, HTTPException
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from stillreel.api import deps, queue
+from stillreel.endpoints.registry import ENDPOINTS
+
+FINAL_ENTRIES = 20_000  # rendered answers for finished requests (each well under 2 kB)
+LIVE_ENTRIES = 20_000
+LIVE_TTL_S = 0.1  # longest a queued/running answer is reused when nothing local changed
+
+_TAILS = {"": "result", "status": "status"}
+
+
+def _known_prefixes() -> set[str]:
+    prefixes = set()
+    for eid, endpoint in ENDPOINTS.items():
+        prefixes.add(eid)
+        prefixes.add(endpoint.app)
+    return prefixes
+
+
+class StillreelAPI(FastAPI):
+    """FastAPI, with the status fast path answering first (``app.state.services`` must be set)."""
+
+    _fast: StatusFastPath | None = None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "GET" and "/requests/" in scope["path"]:
+            if self._fast is None:
+                self._fast = StatusFastPath(self.state.services)
+            try:
+                answer = await self._fast.answer(scope)
+            except Exception:  # e.g. the database is away: the full stack answers in its own way
+                answer = None
+            if answer is not None:
+                await send({"type": "http.response.start", "status": answer[2], "headers": answer[1]})
+                await send({"type": "http.response.body", "body": answer[0]})
+                return
+        await super().__call__(scope, receive, send)
+
+
+class StatusFastPath:
+    def __init__(self, services):
+        self.services = services
+        self.settings = services.settings
+        self.prefixes = _known_prefixes()
+        self.final: dict[tuple, tuple[bytes, list, int]] = {}
+        self.live: dict[tuple, tuple[int, float, bytes, list, int]] = {}
+
+    async def answer(self, scope) -> tuple[bytes, list, int, str | None] | None:
+        """(body, raw headers, status, owner) for this GET, or None: the full stack answers."""
+        path = scope["path"]
+        if path.startswith("/queue/"):
+            path = path[6:]
+        split = queue.split_request_path(path)
+        if split is None:
+            return None
+        prefix, job_id, tail = split
+        kind = _TAILS.get(tail)
+        if kind is None or prefix not in self.prefixes:
+            return None
+        auth = host = proto = fwd_host = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                auth = value
+            elif name == b"host":
+                host = value
+            elif name == b"x-forwarded-proto":
+                proto = value
+            elif name == b"x-forwarded-host":
+                fwd_host = value
+            elif name == b"origin":
+                return None
+        key_id = None
+        if self.settings.auth:
+            if auth is None:
+                return None
+            scheme, _, credentials = auth.decode("latin-1").partition(" ")
+            credentials = credentials.strip()
+            if scheme.lower() != "key" or not credentials:
+                return None
+            key_id = self.services.keys.cached(credentials)
+            if key_id is None or key_id is self.services.keys.MISSING:
+                return None  # FastAPI answers: 401, or a verification that fills the cache
+        if self.settings.public_url:
+            base = self.settings.public_url.rstrip("/")
+        else:
+            netloc = fwd_host or host
+            if netloc is None:
+                return None
+            base = f"{(proto.decode('latin-1') if proto else scope['scheme'])}://{netloc.decode('latin-1')}"
+        with_logs = False
+        if kind == "status" and scope["query_string"]:
+            params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+            with_logs = params.get("logs", "0").lower() in ("1", "true", "yes")
+        cache_key = (job_id, kind, with_logs, base, prefix)
+        hit = self.final.get(cache_key)
+        if hit is not None:
+            return hit if hit[3] in (None, key_id) else None
+        generation = self.services.changes.generation
+        live = self.live.get(cache_key)
+        if live is not None and live[0] == generation and live[1] > time.monotonic():
+            return live[2] if live[3] in (None, key_id) else None
+        job, position, logs = await run_in_threadpool(
+            self.services.store.snapshot, job_id, 0 if with_logs else None
+        )
+        if job is None:
+            return None
+        try:
+            queue.check_access(job, prefix, deps.Caller(key_id))
+        except HTTPException:  # 404: FastAPI renders it
+            return None
+        headers = {"x-fal-request-id": job.id}
+        if kind == "result":
+            response = queue.result_response(job)
+        else:
+            body = queue.status_body(job, base, position, logs)
+            response = JSONResponse(body, status_code=200 if job.terminal else 202, headers=headers)
+        answer = (response.body, response.raw_headers, response.status_code)
+        # The owner travels with the answer: another key reaching the same cached entry is
+        # sent to FastAPI (404), as is everything else this path does not handle.
+        entry = (*answer, job.key_id if self.settings.auth else None)
+        if job.terminal:
+            if len(self.final) >= FINAL_ENTRIES:
+                self.final.pop(next(iter(self.final)))
+            self.final[cache_key] = entry
+        else:
+            if len(self.live) >= LIVE_ENTRIES:
+                self.live.clear()
+            self.live[cache_key] = (generation, time.monotonic() + LIVE_TTL_S, entry, entry[3])
+        return entry

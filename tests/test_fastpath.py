@@ -1,0 +1,109 @@
+"""The status/result fast path (stillreel/api/fastpath.py) on a live server: its cached answers
+follow every change of the request, of the queue and of the caller's key, and they are the same
+answers the full FastAPI stack gives."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from apihelp import APP, IMAGE, V2, submit, wait
+from live_server import LiveServer, cli, create_key
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    args = ["--engine", "engines:StepEngine", "--cancel-grace", "1.5"]
+    with LiveServer.start(tmp_path_factory.mktemp("fastpath"), engine=None, args=args) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server):
+    with server.http() as c:
+        yield c
+
+
+def _status(client, sub, **params):
+    return client.get(sub["status_url"], params=params).json()
+
+
+def test_queued_answers_follow_the_queue_at_once(client):
+    blocker = submit(client, prompt="frames=100000 delay=0.05")
+    deadline = time.monotonic() + 30
+    while _status(client, blocker)["status"] != "IN_PROGRESS":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    ahead = submit(client, prompt="frames=2")
+    mine = submit(client, prompt="frames=2")
+    for _ in range(3):  # the second and third answers come from the cache
+        assert _status(client, mine) == {**_status(client, mine), "status": "IN_QUEUE", "queue_position": 1}
+    # A cancel, a higher-priority submit and the worker's claims move the position: no stale answer.
+    assert client.put(ahead["cancel_url"]).status_code == 202
+    assert _status(client, mine)["queue_position"] == 0
+    submit(client, prompt="frames=2", headers={"X-Fal-Queue-Priority": "high"})
+    assert _status(client, mine)["queue_position"] == 1
+    client.put(blocker["cancel_url"])
+    seen = []
+    deadline = time.monotonic() + 30
+    while not seen or seen[-1] != "COMPLETED":
+        assert time.monotonic() < deadline
+        seen.append(_status(client, mine, logs="1")["status"])
+    assert "IN_QUEUE" in seen and seen[-1] == "COMPLETED"
+    final = _status(client, mine, logs="1")
+    assert final["error"] is None and any("test frame" in entry["message"] for entry in final["logs"])
+    assert client.get(mine["response_url"]).json()["video"]["file_size"] > 0
+
+
+def test_fast_answers_equal_the_full_stack(client, server):
+    sub = submit(client)
+    wait(client, sub)
+    for url, params in ((sub["status_url"], {}), (sub["status_url"], {"logs": "true"}), (sub["response_url"], {})):
+        fast = [client.get(url, params=params) for _ in range(2)]  # computed, then cached
+        full = client.get(url, params=params, headers={"Origin": "http://example.test"})  # CORS: full stack
+        for r in fast:
+            assert r.status_code == full.status_code
+            assert r.content == full.content
+            assert r.headers["content-type"] == full.headers["content-type"] == "application/json"
+            assert r.headers["x-fal-request-id"] == sub["request_id"]
+        assert full.headers["access-control-allow-origin"] == "*"
+        assert "x-fal-request-id" in full.headers["access-control-expose-headers"]
+    # The base URL of the handed-back URLs follows each caller's Host, cached or not.
+    for host in ("a.example:1", "b.example:2", "a.example:1"):
+        body = client.get(sub["status_url"], headers={"Host": host}).json()
+        assert body["status_url"] == f"http://{host}/queue/{APP}/requests/{sub['request_id']}/status"
+    # Every route form, and the proxy.
+    rid = sub["request_id"]
+    for prefix in ("/" + APP, "/queue/" + V2, "/" + V2):
+        assert client.get(f"{prefix}/requests/{rid}/status").json()["status"] == "COMPLETED"
+    proxied = client.get("/api/fal/proxy", headers={
+        "x-fal-target-url": f"https://queue.fal.run/{APP}/requests/{rid}/status"})
+    assert proxied.status_code == 200 and proxied.json()["request_id"] == rid
+
+
+def test_cached_answers_still_check_the_key(server):
+    with server.http() as c:
+        sub = submit(c)
+        wait(c, sub)
+        assert c.get(sub["status_url"]).status_code == 200  # now cached
+    other = create_key(server.data_dir)
+    assert httpx.get(sub["status_url"], headers={"Authorization": f"Key {other}"}).status_code == 404
+    assert httpx.get(sub["response_url"], headers={"Authorization": f"Key {other}"}).status_code == 404
+    for headers in ({}, {"Authorization": "Key nope:nope"}, {"Authorization": f"Key {server.key}x"}):
+        r = httpx.get(sub["status_url"], headers=headers)
+        assert r.status_code == 401 and r.json()["detail"] and r.headers["www-authenticate"] == "Key"
+    # A key revoked by another process stops working once the server's 5 s key cache expires.
+    with httpx.Client(headers={"Authorization": f"Key {other}"}) as c:
+        mine = c.post(f"{server.url}/queue/{V2}", json={"prompt": "frames=2", "image_url": IMAGE}).json()
+        deadline = time.monotonic() + 30
+        while c.get(mine["status_url"]).json()["status"] != "COMPLETED":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        cli("keys", "revoke", other.split(":")[0], "--data-dir", str(server.data_dir))
+        deadline = time.monotonic() + 15
+        while (r := c.get(mine["status_url"])).status_code == 200:
+            assert time.monotonic() < deadline, "the revoked key still reads its request"
+            time.sleep(0.2)
+        assert r.status_code == 401 and r.json()["detail"] == "Invalid API key"
+        assert c.get(mine["response_url"]).status_code == 401
