@@ -143,7 +143,7 @@ def _app_pytest(*flags: str) -> subprocess.CompletedProcess:
     import os
 
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-p", "stillreel.pytest_plugin", *flags, "."], capture_output=True, text=True,
+                           *flags, "."], capture_output=True, text=True,
                           cwd=PYAPP, timeout=180, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
