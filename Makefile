@@ -42,9 +42,14 @@ test: install-test system-deps postgres js-deps
 	STILLREEL_TEST_DATABASE_URL=$${STILLREEL_TEST_DATABASE_URL:-postgresql://stillreel:stillreel@127.0.0.1:5432/stillreel_test} \
 	  $(BIN)/python -m pytest -q -p no:cacheprovider
 
-# API: wrk against a raw ASGI app, a FastAPI route and stillreel (SQLite), side by side; then motion.
-bench: install-test system-deps
+# API: wrk against a raw ASGI app, a FastAPI route and stillreel side by side, on SQLite and on
+# PostgreSQL (its tables are dropped first), each with 1 and 4 API processes; then the motion engine.
+BENCH_DATABASE_URL ?= postgresql://stillreel:stillreel@127.0.0.1:5432/stillreel_test
+bench: install-test system-deps postgres
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/api.py --api-processes 4
+	$(BIN)/python bench/api.py --database-url $(BENCH_DATABASE_URL)
+	$(BIN)/python bench/api.py --database-url $(BENCH_DATABASE_URL) --api-processes 4
 	$(BIN)/python bench/motion.py
 
 # Wheels the GPU machine lacks (diffusers, PyAV, ...) into .whl/, carried to it for bench/gpu.sh.
