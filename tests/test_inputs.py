@@ -191,9 +191,15 @@ def test_ipv6_forms_of_private_ipv4_are_private(embedded):
         "compatible": f"::{embedded}",
         "nat64": f"64:ff9b::{embedded}",
         "6to4": f"2002:{a:02x}{b:02x}:{c:02x}{d:02x}::1",
+        "translated": f"::ffff:0:{embedded}",
     }
     for name, address in forms.items():
         assert not is_public_address(address), (name, address)
+
+
+def test_ipv6_ranges_that_python_calls_global_but_are_not():
+    for address in ["64:ff9b:1::808:808", "fec0::1"]:
+        assert not is_public_address(address), address
 
 
 def test_ipv6_forms_of_public_ipv4_stay_public():

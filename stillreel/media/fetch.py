@@ -31,18 +31,29 @@ class BlockedAddress(Exception):
     pass
 
 
-_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (:: and ::1 included)
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # a NAT64 gateway turns 64:ff9b::a.b.c.d into a.b.c.d
+# IPv6 ranges that carry an IPv4 address in their last 32 bits, which a translator (or the stack)
+# may turn into a connection to that IPv4 address.
+_EMBEDDING = [
+    ipaddress.ip_network("::/96"),  # deprecated IPv4-compatible ::a.b.c.d (:: and ::1 included)
+    ipaddress.ip_network("::ffff:0:0:0/96"),  # SIIT's IPv4-translated ::ffff:0:a.b.c.d
+    ipaddress.ip_network("64:ff9b::/96"),  # NAT64: the gateway connects to a.b.c.d
+]
+# Not globally reachable (IANA), though this Python's ``is_global`` says otherwise.
+_NOT_GLOBAL = [
+    ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215)
+    ipaddress.ip_network("fec0::/10"),  # site-local, deprecated but still routed by some stacks
+]
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     """The IPv4 addresses an IPv6 address carries, which a translator or tunnel may reach for us.
 
     ``ipaddress`` calls NAT64, 6to4 and IPv4-compatible addresses global whatever they embed, so
-    ``64:ff9b::127.0.0.1`` would pass a plain ``is_global`` check."""
+    ``64:ff9b::127.0.0.1`` would pass a plain ``is_global`` check. (Teredo's are listed for
+    completeness: ``2001::/32`` is not global to begin with.)"""
     low32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     found = [ip.sixtofour] if ip.sixtofour is not None else []
-    if ip in _IPV4_COMPATIBLE or ip in _NAT64:
+    if any(ip in net for net in _EMBEDDING):
         found.append(low32)
     if ip.teredo is not None:
         found.extend(ip.teredo)
@@ -55,7 +66,11 @@ def is_public_address(address: str) -> bool:
         ip = ip.ipv4_mapped  # the socket connects to the IPv4 address itself
     if not ip.is_global or ip.is_multicast:
         return False
-    return ip.version == 4 or all(is_public_address(str(v4)) for v4 in _embedded_ipv4(ip))
+    if ip.version == 4:
+        return True
+    if any(ip in net for net in _NOT_GLOBAL):
+        return False
+    return all(is_public_address(str(v4)) for v4 in _embedded_ipv4(ip))
 
 
 class _DeadlineStream(httpcore.NetworkStream):
