@@ -103,7 +103,7 @@ def serve(
     model: Optional[str] = Model,
     config: Optional[Path] = ConfigFile,
     engine_option: list[str] = EngineOption,
-    allow_private_urls: bool = typer.Option(False, "--allow-private-urls", help="Let inputs be fetched from loopback/private addresses."),
+    allow_private_urls: bool = typer.Option(False, "--allow-private-urls", help="Let inputs be fetched from, and webhooks sent to, loopback/private addresses."),
     max_queue: Optional[int] = typer.Option(None, "--max-queue", help="Default fal_max_queue_length."),
     max_input_mb: float = typer.Option(50, "--max-input-mb", help="Largest input file (image, mask) fetched or inlined."),
     max_upload_mb: float = typer.Option(2048, "--max-upload-mb", help="Largest file accepted by the upload routes."),

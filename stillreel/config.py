@@ -19,7 +19,7 @@ class Limits:
     fetch_timeout_s: float = 20.0
     max_upload_bytes: int = 2048 * MiB  # one stored file
     max_body_bytes: int = 64 * MiB  # a JSON request body (data URIs included)
-    allow_private_urls: bool = False  # fetch http(s) inputs from loopback / private networks
+    allow_private_urls: bool = False  # fetch inputs from, and send webhooks to, loopback / private networks
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class Settings:
     default_max_queue: int | None = None  # fal_max_queue_length when the caller sends none
     # Delay before each webhook retry: 10 attempts over about two hours, as fal does.
     webhook_backoff_s: tuple[float, ...] = (5, 15, 45, 120, 300, 600, 900, 1800, 3600)
-    webhook_timeout_s: float = 15.0
+    webhook_timeout_s: float = 15.0  # one delivery, DNS to response, all told
+    webhook_concurrency: int = 8  # deliveries under way at once per server: hung receivers cost only their own slot
 
     @property
     def db_url(self) -> str:

@@ -111,7 +111,8 @@ class FlakyReceiver:
 def test_webhooks_are_signed_and_retried(tmp_path, prompt, status):
     receiver = FlakyReceiver(failures=2)
     server = LiveServer.start(tmp_path / "srv", engine=None,
-                              args=["--engine", "engines:StepEngine", "--webhook-backoff", "0.2,0.2,0.2"])
+                              args=["--engine", "engines:StepEngine", "--webhook-backoff", "0.2,0.2,0.2",
+                                    "--allow-private-urls"])  # the receiver is on loopback
     try:
         with server.http() as c:
             sub = submit(c, prompt=prompt, params={"fal_webhook": receiver.url})

@@ -30,7 +30,8 @@ MiB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with LiveServer.start(tmp_path_factory.mktemp("fal-py"), auth=True, args=["--workers", "1"]) as srv:
+    with LiveServer.start(tmp_path_factory.mktemp("fal-py"), auth=True,
+                          args=["--workers", "1", "--allow-private-urls"]) as srv:  # loopback webhook receivers
         yield srv
 
 

@@ -161,6 +161,9 @@ def test_unreachable_and_bad_schemes():
         "http://0.0.0.0:{port}/image.png",
         "http://[::ffff:127.0.0.1]:{port}/image.png",
         "http://2130706433:{port}/image.png",  # 127.0.0.1 as one number
+        "http://[::127.0.0.1]:{port}/image.png",  # IPv4-compatible
+        "http://[64:ff9b::127.0.0.1]:{port}/image.png",  # NAT64
+        "http://[2002:7f00:1::1]:{port}/image.png",  # 6to4 around 127.0.0.1
     ],
 )
 def test_private_targets_are_refused(site, url):
@@ -176,6 +179,32 @@ def test_public_address_check():
     for address in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.0.1", "169.254.1.1", "100.64.0.1",
                     "::1", "fe80::1", "fc00::1", "::ffff:10.0.0.1", "0.0.0.0", "224.0.0.1"]:
         assert not is_public_address(address), address
+
+
+@pytest.mark.parametrize("embedded", ["127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "100.64.0.1"])
+def test_ipv6_forms_of_private_ipv4_are_private(embedded):
+    """A translator or tunnel would take each of these to the IPv4 address inside; Python's
+    ``is_global`` calls the NAT64, 6to4 and IPv4-compatible ones global whatever they carry."""
+    a, b, c, d = (int(x) for x in embedded.split("."))
+    forms = {
+        "mapped": f"::ffff:{embedded}",
+        "compatible": f"::{embedded}",
+        "nat64": f"64:ff9b::{embedded}",
+        "6to4": f"2002:{a:02x}{b:02x}:{c:02x}{d:02x}::1",
+        "translated": f"::ffff:0:{embedded}",
+    }
+    for name, address in forms.items():
+        assert not is_public_address(address), (name, address)
+
+
+def test_ipv6_ranges_that_python_calls_global_but_are_not():
+    for address in ["64:ff9b:1::808:808", "fec0::1"]:
+        assert not is_public_address(address), address
+
+
+def test_ipv6_forms_of_public_ipv4_stay_public():
+    for address in ["::ffff:8.8.8.8", "64:ff9b::8.8.8.8", "2002:0808:0808::1"]:
+        assert is_public_address(address), address
 
 
 def test_own_files_are_read_from_storage(tmp_path):

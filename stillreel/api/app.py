@@ -45,7 +45,9 @@ class Services:
         self.changes = Changes()
         self.wake = threading.Event()
         self.capabilities = {eid: capabilities(settings.engine_for(eid)) for eid in ENDPOINTS}
-        self.dispatcher = Dispatcher(self.store, self.signer, settings.webhook_backoff_s, settings.webhook_timeout_s)
+        self.dispatcher = Dispatcher(self.store, self.signer, settings.webhook_backoff_s, settings.webhook_timeout_s,
+                                     allow_private=settings.limits.allow_private_urls,
+                                     concurrency=settings.webhook_concurrency)
         self.workers = [
             Worker(settings, self.store, self.storage, wake=self.wake, on_change=self.changes.notify)
             for _ in range(settings.workers)

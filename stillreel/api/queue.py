@@ -15,9 +15,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from stillreel.api import deps
-from stillreel.api.inputs import plan_request
+from stillreel.api.inputs import plan_request, validation_error
 from stillreel.endpoints.registry import find
 from stillreel.jobs.schema import CANCELED, PRIORITIES, QUEUED, SUCCEEDED, Failure, Job, QueueFull
+from stillreel.jobs.webhook_url import WebhookURLError, check_webhook_url
 
 router = APIRouter()
 KEEPALIVE_S = 15.0
@@ -85,6 +86,12 @@ async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync
     if endpoint is None:
         raise HTTPException(404, f"Unknown endpoint: {endpoint_id.strip('/')}")
     app = request.app
+    webhook = None if sync else request.query_params.get("fal_webhook") or None
+    if webhook is not None:  # before the body: a refused submit must not have stored its data URIs
+        try:  # in a thread: it resolves the host
+            await run_in_threadpool(check_webhook_url, webhook, app.state.settings.limits.allow_private_urls)
+        except WebhookURLError as exc:
+            raise validation_error(["query", "fal_webhook"], exc.message, exc.error_type) from None
     plan, payload = await plan_request(request, endpoint)
     headers = request.headers
     # fal's sync path skips the queue; here it is the same queue, at the front.
@@ -104,7 +111,7 @@ async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync
             app.state.store.submit,
             endpoint_id=endpoint.id, input=payload, plan=plan.to_json(),
             engine=app.state.settings.engine_for(endpoint.id).to_json(), base_url=deps.base_url(request),
-            priority=priority, key_id=who.key_id, webhook_url=None if sync else request.query_params.get("fal_webhook"),
+            priority=priority, key_id=who.key_id, webhook_url=webhook,
             start_deadline=deadline, max_queue=None if sync else max_queue,
         )
     except QueueFull as exc:

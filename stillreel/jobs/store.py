@@ -353,13 +353,16 @@ class JobStore:
         ))
 
     def outbox_claim(self, limit: int = 10, hold_s: float = 60.0) -> list[dict]:
-        """Take due deliveries; each is held for ``hold_s`` so that one dispatcher sends it."""
+        """Take due deliveries; each is held for ``hold_s`` so that one dispatcher sends it.
+
+        The held-until time (the rows' new ``next_attempt_at``) is the claim's token for
+        ``outbox_done``. Ties go to the older row, so rows due at once are taken in turn."""
         o = webhook_outbox.c
         now = time.time()
         with self.write() as conn:
             pick = (
                 sa.select(o.seq).where(o.state == "pending", o.next_attempt_at <= now)
-                .order_by(o.next_attempt_at).limit(limit).with_for_update(skip_locked=True)
+                .order_by(o.next_attempt_at, o.seq).limit(limit).with_for_update(skip_locked=True)
             )
             seqs = conn.execute(pick).scalars().all()
             if not seqs:
@@ -367,8 +370,14 @@ class JobStore:
             conn.execute(webhook_outbox.update().where(o.seq.in_(seqs)).values(next_attempt_at=now + hold_s))
             return [dict(r) for r in conn.execute(sa.select(webhook_outbox).where(o.seq.in_(seqs))).mappings()]
 
-    def outbox_done(self, seq: int, *, ok: bool, error: str | None, retry_at: float | None) -> None:
+    def outbox_done(self, seq: int, *, ok: bool, error: str | None, retry_at: float | None,
+                    held_until: float | None = None) -> bool:
+        """Record an attempt. With ``held_until`` (the claim's token) only while that claim still
+        holds the row: a dispatcher whose claim lapsed and was taken over records nothing."""
         o = webhook_outbox.c
+        fence = o.seq == seq
+        if held_until is not None:
+            fence = sa.and_(fence, o.state == "pending", o.next_attempt_at == held_until)
         values = {"attempts": o.attempts + 1, "last_error": error}
         if ok:
             values.update(state="delivered", delivered_at=time.time())
@@ -377,7 +386,7 @@ class JobStore:
         else:
             values.update(next_attempt_at=retry_at)
         with self.write() as conn:
-            conn.execute(webhook_outbox.update().where(o.seq == seq).values(**values))
+            return bool(conn.execute(webhook_outbox.update().where(fence).values(**values)).rowcount)
 
     def outbox(self, request_id: str) -> list[dict]:
         with self.read() as conn:

@@ -31,20 +31,89 @@ class BlockedAddress(Exception):
     pass
 
 
+# IPv6 ranges that carry an IPv4 address in their last 32 bits, which a translator (or the stack)
+# may turn into a connection to that IPv4 address.
+_EMBEDDING = [
+    ipaddress.ip_network("::/96"),  # deprecated IPv4-compatible ::a.b.c.d (:: and ::1 included)
+    ipaddress.ip_network("::ffff:0:0:0/96"),  # SIIT's IPv4-translated ::ffff:0:a.b.c.d
+    ipaddress.ip_network("64:ff9b::/96"),  # NAT64: the gateway connects to a.b.c.d
+]
+# Not globally reachable (IANA), though this Python's ``is_global`` says otherwise.
+_NOT_GLOBAL = [
+    ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215)
+    ipaddress.ip_network("fec0::/10"),  # site-local, deprecated but still routed by some stacks
+]
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries, which a translator or tunnel may reach for us.
+
+    ``ipaddress`` calls NAT64, 6to4 and IPv4-compatible addresses global whatever they embed, so
+    ``64:ff9b::127.0.0.1`` would pass a plain ``is_global`` check. (Teredo's are listed for
+    completeness: ``2001::/32`` is not global to begin with.)"""
+    low32 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    found = [ip.sixtofour] if ip.sixtofour is not None else []
+    if any(ip in net for net in _EMBEDDING):
+        found.append(low32)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    return found
+
+
 def is_public_address(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+        ip = ip.ipv4_mapped  # the socket connects to the IPv4 address itself
+    if not ip.is_global or ip.is_multicast:
+        return False
+    if ip.version == 4:
+        return True
+    if any(ip in net for net in _NOT_GLOBAL):
+        return False
+    return all(is_public_address(str(v4)) for v4 in _embedded_ipv4(ip))
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection that ends at a fixed time: httpx's timeouts are per read, so a peer that
+    trickles a byte now and then could otherwise hold it open for ever."""
+
+    def __init__(self, stream: httpcore.NetworkStream, deadline: float):
+        self.stream = stream
+        self.deadline = deadline
+
+    def _left(self, timeout: float | None) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise httpcore.ReadTimeout("the exchange took longer than its time limit")
+        return left if timeout is None else min(timeout, left)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.stream.read(max_bytes, self._left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.stream.write(buffer, self._left(timeout))
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None):
+        return _DeadlineStream(self.stream.start_tls(ssl_context, server_hostname, self._left(timeout)), self.deadline)
+
+    def get_extra_info(self, info: str):
+        return self.stream.get_extra_info(info)
 
 
 class _GuardedBackend(httpcore.SyncBackend):
-    """Resolves, refuses private targets, and connects to the address it checked."""
+    """Resolves, refuses private targets, and connects to the address it checked.
 
-    def __init__(self, allow_private: bool):
+    ``budget_s``: each connection lives at most this long, counted from before the DNS lookup."""
+
+    def __init__(self, allow_private: bool, budget_s: float | None = None):
         self.allow_private = allow_private
+        self.budget_s = budget_s
 
     def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        deadline = time.monotonic() + self.budget_s if self.budget_s is not None else None
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
@@ -56,25 +125,32 @@ class _GuardedBackend(httpcore.SyncBackend):
         error: Exception | None = None
         for address in allowed:
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                stream = super().connect_tcp(address, port, timeout, local_address, socket_options)
             except httpcore.ConnectError as exc:
                 error = exc
+                continue
+            return stream if deadline is None else _DeadlineStream(stream, deadline)
         raise error  # type: ignore[misc]
 
 
-def guarded_client(limits: Limits) -> httpx.Client:
+def guarded_transport(allow_private: bool, *, max_connections: int = 20, keepalive: bool = True,
+                      budget_s: float | None = None) -> httpx.HTTPTransport:
     transport = httpx.HTTPTransport(retries=0)
     # httpx has no public knob for the network backend; the pool is rebuilt with the same
     # settings it would have had, plus the guard.
     transport._pool = httpcore.ConnectionPool(
         ssl_context=httpx.create_ssl_context(),
-        max_connections=20,
-        max_keepalive_connections=5,
+        max_connections=max_connections,
+        max_keepalive_connections=5 if keepalive else 0,
         keepalive_expiry=5.0,
-        network_backend=_GuardedBackend(limits.allow_private_urls),
+        network_backend=_GuardedBackend(allow_private, budget_s),
     )
+    return transport
+
+
+def guarded_client(limits: Limits) -> httpx.Client:
     return httpx.Client(
-        transport=transport,
+        transport=guarded_transport(limits.allow_private_urls),
         timeout=httpx.Timeout(limits.fetch_timeout_s),
         follow_redirects=False,
         trust_env=False,
