@@ -190,7 +190,7 @@ def test_index_groups_version_tier_kind_and_filters(page, server):
     page.keyboard.press("/")
     assert page.evaluate("document.activeElement.id") == "endpoint-filter"
     page.set_viewport_size({"width": 1280, "height": 900})
-    page.goto(server.url + "/?q=v2.6")
+    page.goto(server.url + "/?q=v3+standard")
     page.wait_for_selector("#filter-count")
     screenshot(page, "playground-index.png")
 
@@ -215,7 +215,11 @@ def test_text_to_video_page_submits_fals_json(page, server):
     page.goto(f"{server.url}/models/{T2V}")
     page.wait_for_selector("#field-prompt")
     assert page.locator(".image-field").count() == 0  # nothing to upload on text to video
-    assert page.locator("#shots-toggle").count() == 1
+    page.check("#shots-toggle")  # a storyboard of at most six shots (fal's limit)
+    for _ in range(4):
+        page.click("text=+ Add shot")
+    assert page.locator(".shot").count() == 6 and page.is_disabled("text=+ Add shot")
+    page.uncheck("#shots-toggle")  # one prompt again: multi_prompt is not sent
     page.fill("#field-prompt", "A lighthouse in a storm, waves breaking")
     page.select_option("#field-duration", "10")
     page.click("details.more summary")
@@ -241,7 +245,10 @@ def test_reference_to_video_page_builds_elements_and_image_urls(page, server):
     frontal = element.locator('[data-key="frontal_image_url"] input.image-url').input_value()
     refs = element.locator('[data-key="reference_image_urls"]')
     assert refs.locator(".list-item").count() == 1  # fal: at least one
-    pasted = server.url + "/files/side-view.png"
+    with server.http() as http:  # an image already online, to paste by URL
+        put = http.post("/storage/upload/initiate", json={"content_type": "image/png", "file_name": "side.png"}).json()
+        httpx.put(put["upload_url"], content=png_bytes(200, 300), headers={"Content-Type": "image/png"}).raise_for_status()
+    pasted = put["file_url"]
     refs.locator("input.image-url").nth(0).fill(pasted)
     refs.locator("input.image-url").nth(0).press("Tab")
     for _ in range(2):
@@ -260,6 +267,11 @@ def test_reference_to_video_page_builds_elements_and_image_urls(page, server):
     images.locator('.image-status:has-text("Uploaded")').wait_for()
     style = images.locator("input.image-url").input_value()
     assert frontal.startswith(server.url + "/files/") and uploaded.startswith(server.url + "/files/")
+    page.wait_for_function("() => [...document.querySelectorAll('[data-field=\"elements\"] img.image-preview:not([hidden])')]"
+                           ".every((img) => img.complete)")
+    page.set_viewport_size({"width": 1280, "height": 1100})
+    page.eval_on_selector('[data-field="elements"]', "el => { el.scrollIntoView({block: 'start'}); window.scrollBy(0, -90); }")
+    screenshot(page, "playground-reference.png")
 
     body, response = submitted(page, R2V)
     assert body == {"prompt": "@Element1 walks past @Image1", "aspect_ratio": "16:9", "duration": "5",

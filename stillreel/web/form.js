@@ -190,7 +190,7 @@ export class EndpointForm {
       this.shots = new ShotsEditor({ itemSchema: { ...itemSchema, properties: Object.fromEntries(Object.entries(itemSchema.properties || {}).map(([k, v]) => [k, deref(v, this.components)])) },
         getDuration: () => this.durationSeconds(), setDuration: (v) => this.fields.get("duration")?.set(String(v)), onChange: () => this.onChange(),
         durationChoices: deref(this.schema.properties.duration, this.components)?.enum || [],
-        capable: this.capabilities.multi_shot !== false });
+        capable: this.capabilities.multi_shot !== false, max: this.limits.multi_prompt?.max ?? Infinity });
       field.value = () => this.shots.value();
       field.set = (v) => this.shots.set(v);
       control = this.shots.element;
