@@ -105,7 +105,7 @@ export function catalogue(endpoints, card, words = () => []) {
     const url = new URL(location.href);
     if (query.trim()) url.searchParams.set("q", query.trim());
     else url.searchParams.delete("q");
-    history.replaceState(null, "", url);
+    window.history.replaceState(null, "", url);
   }
 
   input.addEventListener("input", () => apply(input.value));
