@@ -82,6 +82,7 @@ DECLARATIONS: list[Declaration] = [
     _d("v2.6/pro/image-to-video", V26_PRO_I2V, description="Start and end frame, audio on by default, voices."),
     _d("v3/standard/image-to-video", V3_I2V, Price(per_second=0.084, audio_per_second=0.126, voice_per_second=0.154),
        description="3-15 s, elements, end frame, multi-shot, audio on by default."),
+    # v3 pro: two copies of fal's page disagree by 2x (fal-protocol.md §14.2), so no price is claimed.
     _d("v3/pro/image-to-video", V3_I2V, description="3-15 s, elements, end frame, multi-shot, audio on by default."),
     _d("v3/4k/image-to-video", V3_I2V, description="4K: elements, end frame, multi-shot, audio on by default."),
     _d("v3/turbo/standard/image-to-video", V3_TURBO_I2V, Price(per_second=0.112),
