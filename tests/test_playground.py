@@ -31,6 +31,15 @@ V1 = "fal-ai/kling-video/v1/standard/image-to-video"
 V2 = "fal-ai/kling-video/v2/master/image-to-video"
 TURBO = "fal-ai/kling-video/v2.5-turbo/standard/image-to-video"  # StepEngine
 O3 = "fal-ai/kling-video/o3/standard/image-to-video"  # StepEngine
+# One page of each new kind, and v2.6's voices. Bound to StepEngine, which honours none of text to
+# video, elements, reference images, voices or audio: their submit is answered with a 422 made only
+# of feature_not_supported items, which proves the page's JSON passed fal's schema and rules, and
+# nothing runs for minutes on the CPU.
+T2V = "fal-ai/kling-video/v3/standard/text-to-video"
+R2V = "fal-ai/kling-video/o1/reference-to-video"
+ELEMENTS = "fal-ai/kling-video/v1.6/standard/elements"
+V26 = "fal-ai/kling-video/v2.6/pro/image-to-video"
+REFUSING = (T2V, R2V, ELEMENTS, V26)
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -43,7 +52,7 @@ def server(tmp_path_factory):
         name = "engines:StepEngine"
         [endpoints."{O3}"]
         name = "engines:StepEngine"
-    """))
+    """) + "".join(f'[endpoints."{e}"]\nname = "engines:StepEngine"\n' for e in REFUSING))
     with LiveServer.start(data / "srv", auth=True, args=["--config", str(config)]) as srv:
         yield srv
 
@@ -116,6 +125,219 @@ def test_endpoint_list_links_every_endpoint_and_loads_nothing_from_elsewhere(pag
     page.wait_for_selector("#field-prompt")
     assert page.url == f"{server.url}/models/{V2}"
     assert same_origin_only(page, server) == []
+
+
+def test_openapi_documents_carry_fals_price(server):
+    """info.x-fal-pricing: fal's price where fal publishes it (fal-protocol.md §14.2), else published: false."""
+    def pricing(endpoint_id):
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            doc = http.get("/api/openapi/queue/openapi.json", params={"endpoint_id": endpoint_id}).raise_for_status().json()
+        return doc["info"]["x-fal-pricing"]
+
+    assert pricing(V1) == {"published": True, "currency": "USD", "unit": "video_second", "unit_price": 0.045,
+                           "per_clip_5s": 0.225, "text": "$0.045 per second"}
+    v21_pro = pricing("fal-ai/kling-video/v2.1/pro/image-to-video")
+    assert (v21_pro["unit"], v21_pro["unit_price"], v21_pro["per_extra_second"]) == ("clip_5s", 0.49, 0.098)
+    assert pricing("fal-ai/kling-video/v2/master/text-to-video")["unit_price"] == 1.40
+    v3 = pricing("fal-ai/kling-video/v3/standard/image-to-video")
+    assert (v3["unit_price"], v3["audio_per_second"], v3["voice_per_second"]) == (0.084, 0.126, 0.154)
+    assert pricing("fal-ai/kling-video/v3/turbo/standard/image-to-video")["unit_price"] == 0.112
+    assert pricing("fal-ai/kling-video/v1/pro/image-to-video") == {"published": False, "currency": "USD",
+                                                                   "text": "not published by fal"}
+    with server.http() as http:
+        listed = {e["id"]: e["price"] for e in http.get("/api/endpoints").raise_for_status().json()}
+    assert sum(p["published"] for p in listed.values()) == 11
+    assert listed[V1] == pricing(V1)
+
+
+def test_index_groups_version_tier_kind_and_filters(page, server):
+    page.goto(server.url + "/")
+    page.wait_for_selector(".card")
+    assert "Try the 45 Kling video endpoints" in page.inner_text(".hero")
+    versions = page.eval_on_selector_all(".version", "els => els.map((e) => e.dataset.version)")
+    assert versions == ["v3", "v2.6", "v2.5-turbo", "v2.1", "v2", "v1.6", "v1.5", "v1", "o3", "o1"]
+    tiers = page.eval_on_selector_all('.version[data-version="v3"] .tier', "els => els.map((e) => e.dataset.tier)")
+    assert tiers == ["standard", "pro", "4k", "turbo/standard", "turbo/pro"]
+    v26 = page.locator('.version[data-version="v2.6"] .tier[data-tier="pro"]')
+    assert v26.locator("h3").inner_text().startswith("Pro")
+    assert v26.locator(".card").evaluate_all("els => els.map((e) => e.dataset.endpoint)") == [
+        V26, "fal-ai/kling-video/v2.6/pro/text-to-video"]
+    kinds = page.locator('.version[data-version="o3"] .tier[data-tier="standard"] .badge').all_inner_texts()
+    assert kinds == ["image-to-video", "text-to-video", "reference-to-video"]
+    assert page.locator('.version[data-version="v3"] h2').inner_text().startswith("Kling 3.0")
+
+    # The filter: every word must match; what is left is regrouped, the rest hidden whole.
+    page.get_by_label("Filter endpoints").fill("o3 text")
+    shown = page.locator(".card:visible").evaluate_all("els => els.map((e) => e.dataset.endpoint)")
+    assert shown == [f"fal-ai/kling-video/o3/{t}/text-to-video" for t in ("standard", "pro", "4k")]
+    assert page.locator(".version:visible").count() == 1
+    assert page.inner_text("#filter-count") == "3 of 45 endpoints match"
+    assert "q=o3+text" in page.url
+    page.get_by_label("Filter endpoints").fill("brush")  # feature tags count too
+    assert page.locator(".card:visible").count() == 2  # v1 standard and v1.5 pro image-to-video
+    page.get_by_label("Filter endpoints").fill("nothing-like-this")
+    assert page.locator(".filter-empty").is_visible() and page.locator(".card:visible").count() == 0
+    page.get_by_label("Filter endpoints").press("Escape")
+    assert page.locator(".card:visible").count() == 45 and page.inner_text("#filter-count") == "45 endpoints"
+    # A filtered list can be linked; "/" jumps to the box.
+    page.goto(server.url + "/?q=elements")
+    page.wait_for_selector("#filter-count")
+    with server.http() as http:
+        listed = http.get("/api/endpoints").raise_for_status().json()
+    with_elements = [e["id"] for e in listed if e["category"] == "elements" or "elements" in e["fields"]]
+    assert len(with_elements) == 10  # v1.6 elements, o1/o3 reference-to-video, v3 image-to-video
+    assert sorted(page.locator(".card:visible").evaluate_all("els => els.map((e) => e.dataset.endpoint)")) == sorted(with_elements)
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "endpoint-filter"
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(server.url + "/?q=v3+standard")
+    page.wait_for_selector("#filter-count")
+    screenshot(page, "playground-index.png")
+
+
+def submitted(page, endpoint_id: str) -> tuple[dict, httpx.Response | None]:
+    """Press Run; the JSON body the page POSTs to the queue, and the server's answer to it."""
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith(f"/queue/{endpoint_id}")) as request:
+        page.click(".run-button")
+    response = request.value.response()
+    return request.value.post_data_json, response
+
+
+def only_unsupported(response) -> list[str]:
+    """A 422 whose items are all feature_not_supported: the body passed fal's schema and rules."""
+    assert response.status == 422, response.status
+    detail = response.json()["detail"]
+    assert {d["type"] for d in detail} == {"feature_not_supported"}, detail
+    return [d["loc"][1] for d in detail]
+
+
+def test_text_to_video_page_submits_fals_json(page, server):
+    page.goto(f"{server.url}/models/{T2V}")
+    page.wait_for_selector("#field-prompt")
+    assert page.locator(".image-field").count() == 0  # nothing to upload on text to video
+    page.check("#shots-toggle")  # a storyboard of at most six shots (fal's limit)
+    for _ in range(4):
+        page.click("text=+ Add shot")
+    assert page.locator(".shot").count() == 6 and page.is_disabled("text=+ Add shot")
+    page.uncheck("#shots-toggle")  # one prompt again: multi_prompt is not sent
+    page.fill("#field-prompt", "A lighthouse in a storm, waves breaking")
+    page.select_option("#field-duration", "10")
+    page.click("details.more summary")
+    page.select_option("#field-aspect_ratio", "9:16")
+    body, response = submitted(page, T2V)
+    assert body == {"prompt": "A lighthouse in a storm, waves breaking", "duration": "10",
+                    "negative_prompt": "blur, distort, and low quality", "cfg_scale": 0.5, "aspect_ratio": "9:16",
+                    "generate_audio": True, "shot_type": "customize"}
+    only_unsupported(response)
+
+
+def test_reference_to_video_page_builds_elements_and_image_urls(page, server):
+    page.goto(f"{server.url}/models/{R2V}")
+    page.wait_for_selector('[data-field="elements"] .add-element')
+    assert page.locator('[data-field="elements"] [role=group]').count() == 1
+    page.fill("#field-prompt", "@Element1 walks past @Image1")
+    page.click("text=+ Add element")
+    element = page.locator(".element-item").nth(0)
+    assert element.locator(".element-title").inner_text() == "Element 1 · @Element1"
+    # The frontal image by upload; references: one pasted URL, one upload, at most three.
+    element.locator('[data-key="frontal_image_url"] input[type=file]').set_input_files(image_file())
+    element.locator('[data-key="frontal_image_url"] .image-status:has-text("Uploaded")').wait_for()
+    frontal = element.locator('[data-key="frontal_image_url"] input.image-url').input_value()
+    refs = element.locator('[data-key="reference_image_urls"]')
+    assert refs.locator(".list-item").count() == 1  # fal: at least one
+    with server.http() as http:  # an image already online, to paste by URL
+        put = http.post("/storage/upload/initiate", json={"content_type": "image/png", "file_name": "side.png"}).json()
+        httpx.put(put["upload_url"], content=png_bytes(200, 300), headers={"Content-Type": "image/png"}).raise_for_status()
+    pasted = put["file_url"]
+    refs.locator("input.image-url").nth(0).fill(pasted)
+    refs.locator("input.image-url").nth(0).press("Tab")
+    for _ in range(2):
+        refs.locator(".add-image").click()
+    assert refs.locator(".add-image").is_disabled() and refs.locator(".list-count").inner_text() == "3 of at most 3"
+    refs.locator(".list-item").nth(1).locator("input[type=file]").set_input_files(image_file(320, 240))
+    refs.locator('.list-item >> nth=1 >> .image-status:has-text("Uploaded")').wait_for()
+    uploaded = refs.locator("input.image-url").nth(1).input_value()
+    refs.locator(".list-item").nth(2).get_by_role("button", name="Remove this reference image").click()
+    assert refs.locator(".list-item").count() == 2 and not refs.locator(".add-image").is_disabled()
+    # The endpoint's own image_urls list, referred to as @Image1.
+    images = page.locator('[data-field="image_urls"]')
+    images.locator(".add-image").click()
+    assert images.locator(".list-item-head").inner_text().startswith("Reference image 1 · @Image1")
+    images.locator("input[type=file]").set_input_files(image_file())
+    images.locator('.image-status:has-text("Uploaded")').wait_for()
+    style = images.locator("input.image-url").input_value()
+    assert frontal.startswith(server.url + "/files/") and uploaded.startswith(server.url + "/files/")
+    page.wait_for_function("() => [...document.querySelectorAll('[data-field=\"elements\"] img.image-preview:not([hidden])')]"
+                           ".every((img) => img.complete)")
+    page.set_viewport_size({"width": 1280, "height": 1100})
+    page.eval_on_selector('[data-field="elements"]', "el => { el.scrollIntoView({block: 'start'}); window.scrollBy(0, -90); }")
+    screenshot(page, "playground-reference.png")
+
+    body, response = submitted(page, R2V)
+    assert body == {"prompt": "@Element1 walks past @Image1", "aspect_ratio": "16:9", "duration": "5",
+                    "elements": [{"frontal_image_url": frontal, "reference_image_urls": [pasted, uploaded]}],
+                    "image_urls": [style]}
+    assert {"elements", "image_urls"} <= set(only_unsupported(response))  # and no start image
+    # The API tab shows the same input.
+    page.click("button[data-tab=api]")
+    page.click('button[data-lang="curl"]')
+    assert '"reference_image_urls"' in page.inner_text(".code-panel code.snippet")
+    page.click("button[data-tab=playground]")
+
+    # An element without reference images: fal's rule (1-3), checked by the server, shown on that element.
+    for _ in range(2):
+        refs.locator(".list-item").nth(0).get_by_role("button", name="Remove this reference image").click()
+    body, response = submitted(page, R2V)
+    assert body["elements"] == [{"frontal_image_url": frontal}]
+    [detail] = response.json()["detail"]
+    assert detail["loc"] == ["body", "elements", 0, "reference_image_urls"]
+    error = element.locator('[data-key="reference_image_urls"] > .field-error')
+    expect(error).to_have_text(detail["msg"])
+    assert "element" in detail["msg"] and page.locator('[data-field="elements"]').get_attribute("class").count("invalid")
+    assert page.locator('[data-field="prompt"] .field-error').inner_text() == ""
+
+
+def test_elements_page_builds_input_image_urls(page, server):
+    page.goto(f"{server.url}/models/{ELEMENTS}")
+    page.wait_for_selector('[data-field="input_image_urls"] .list-item')
+    field = page.locator('[data-field="input_image_urls"]')
+    assert field.locator(".required").count() == 1 and field.locator(".list-item").count() == 1  # required: one to start
+    page.fill("#field-prompt", "The cat and the hat on a bench")
+    for _ in range(3):
+        field.locator(".add-image").click()
+    assert field.locator(".add-image").is_disabled() and field.locator(".list-count").inner_text() == "4 of at most 4"
+    urls = []
+    for i in range(2):
+        field.locator(".list-item").nth(i).locator("input[type=file]").set_input_files(image_file())
+        field.locator(f'.list-item >> nth={i} >> .image-status:has-text("Uploaded")').wait_for()
+        urls.append(field.locator("input.image-url").nth(i).input_value())
+    field.locator("input.image-url").nth(2).fill(server.url + "/files/hat.png")
+    field.locator("input.image-url").nth(2).press("Tab")
+    urls.append(server.url + "/files/hat.png")
+    field.locator(".list-item").nth(3).get_by_role("button", name="Remove this image").click()
+    body, response = submitted(page, ELEMENTS)
+    assert body == {"prompt": "The cat and the hat on a bench", "duration": "5",
+                    "negative_prompt": "blur, distort, and low quality", "aspect_ratio": "16:9", "input_image_urls": urls}
+    assert "input_image_urls" in only_unsupported(response)
+
+
+def test_voices_editor_sends_at_most_two_and_shows_the_servers_refusal(page, server):
+    page.goto(f"{server.url}/models/{V26}")
+    page.wait_for_selector('[data-field="voice_ids"] .add-voice')
+    page.fill("#field-prompt", "<<<voice_1>>> says hello to <<<voice_2>>>")
+    upload_image(page, "start_image_url")
+    voices = page.locator('[data-field="voice_ids"]')
+    voices.locator(".add-voice").click()
+    voices.locator(".add-voice").click()
+    assert voices.locator(".add-voice").is_disabled()  # fal: at most two voices per task
+    assert voices.locator(".voice-row label").all_inner_texts() == ["<<<voice_1>>>", "<<<voice_2>>>"]
+    voices.locator("input.voice-id").nth(0).fill("voice-alice")
+    voices.locator("input.voice-id").nth(1).fill("voice-bob")
+    body, response = submitted(page, V26)
+    assert body["voice_ids"] == ["voice-alice", "voice-bob"]
+    assert sorted(only_unsupported(response)) == ["generate_audio", "voice_ids"]
+    refusal = next(d for d in response.json()["detail"] if d["loc"] == ["body", "voice_ids"])
+    expect(page.locator("#field-voice_ids-error")).to_have_text(refusal["msg"])
 
 
 def test_form_is_built_from_the_schema(page, server):
@@ -464,9 +686,9 @@ def phone_screenshot_of_a_result(page, server) -> None:
 def test_layout_fits_the_screen(browser, server, phone):
     page = new_page(browser, server, phone=phone)
     try:
-        for path in ("/", f"/models/{V1}", f"/models/{O3}"):
+        for path in ("/", f"/models/{V1}", f"/models/{O3}", f"/models/{R2V}"):
             page.goto(server.url + path)
-            page.wait_for_selector(".card, #field-image_url")
+            page.wait_for_selector(".card, #field-prompt")
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"{path} scrolls sideways by {overflow}px"
         # Phones stack the result under the form; laptops put them side by side.
@@ -483,6 +705,20 @@ def test_layout_fits_the_screen(browser, server, phone):
             right = page.evaluate("Math.max(...[...document.querySelectorAll('.panel, .brush-stage, .image-drop')]"
                                   ".map((el) => el.getBoundingClientRect().right))")
             assert right <= 390, right
+            # The elements and reference-image editors fit too, with an element and images added.
+            page.goto(f"{server.url}/models/{R2V}")
+            page.click("text=+ Add element")
+            page.locator(".element-item .add-image").click()
+            page.locator('[data-field="image_urls"] .add-image').click()
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"the elements editor scrolls sideways by {overflow}px"
+            right = page.evaluate("Math.max(...[...document.querySelectorAll('.element-item, .list-item, .image-drop')]"
+                                  ".map((el) => el.getBoundingClientRect().right))")
+            assert right <= 390, right
+            page.goto(server.url + "/")
+            page.get_by_label("Filter endpoints").fill("o3 text")  # typed on a phone: still usable
+            assert page.locator(".card:visible").count() == 3
+            assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
             if os.environ.get("STILLREEL_UPDATE_SCREENSHOTS") == "1":
                 phone_screenshot_of_a_result(page, server)
         assert page.errors == []

@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from stillreel import __version__
 from stillreel.api import deps
 from stillreel.api.queue import error_message
+from stillreel.endpoints import rules
 from stillreel.endpoints.registry import ENDPOINTS, Endpoint, find
 from stillreel.jobs.schema import QUEUED, TERMINAL
 
@@ -56,6 +57,8 @@ def openapi_document(endpoint: Endpoint, server: str) -> dict:
                 "endpointId": eid, "category": endpoint.category,
                 "playgroundUrl": f"{server}/models/{eid}", "documentationUrl": f"{server}/models/{eid}#api",
             },
+            # fal's price for this id (its model page); stillreel bills nothing.
+            "x-fal-pricing": endpoint.price.to_json(),
         },
         "servers": [{"url": f"{server}/queue"}],
         "security": [{"apiKeyAuth": []}],
@@ -127,11 +130,31 @@ def config(request: Request):
             "engines": {e.id: _describe(request, e) for e in ENDPOINTS.values()}}
 
 
+def limits(endpoint: Endpoint) -> dict:
+    """The list sizes fal enforces on this endpoint's fields but its JSON schema does not publish
+    (``rules.py``): the playground's editors stop offering more at these counts."""
+    fields = set(endpoint.fields.values())
+    out = {}
+    if "multi_prompt" in fields:
+        out["multi_prompt"] = {"max": rules.MAX_SHOTS}
+    if "voice_ids" in fields:
+        out["voice_ids"] = {"max": rules.MAX_VOICES}
+    if "input_image_urls" in fields:
+        out["input_image_urls"] = {"min": 1, "max": rules.MAX_INPUT_IMAGES}
+    if "image_urls" in fields:
+        out["image_urls"] = {"max": rules.MAX_IMAGES_TOTAL, "total": rules.MAX_IMAGES_TOTAL}
+    if "elements" in fields:
+        lo, hi = rules.ELEMENT_REFERENCES
+        out["elements"] = {"max": rules.MAX_IMAGES_TOTAL, "total": rules.MAX_IMAGES_TOTAL,
+                           "reference_image_urls": {"min": lo, "max": hi}}
+    return out
+
+
 @router.get("/api/endpoints")
 def endpoints(request: Request):
     return [
         {"id": e.id, "title": e.title, "description": e.description, "category": e.category,
-         "price": {"text": e.price.describe(), "per_clip_5s": e.price.for_clip(5)},
+         "price": e.price.to_json(), "fields": list(e.input_model.model_fields), "limits": limits(e),
          "engine": _describe(request, e), "capabilities": _describe(request, e)["capabilities"]}
         for e in ENDPOINTS.values()
     ]

@@ -84,7 +84,8 @@ def _shell(title: str, description: str) -> HTMLResponse:
 
 @router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
 def endpoint_list() -> HTMLResponse:
-    return _shell("stillreel playground", "Try the Kling image-to-video endpoints this server runs.")
+    return _shell("stillreel playground", "Try the Kling video endpoints this server runs: image-to-video, "
+                  "text-to-video, reference-to-video and elements.")
 
 
 @router.api_route("/models/{endpoint_id:path}", methods=["GET", "HEAD"], response_class=HTMLResponse)

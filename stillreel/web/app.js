@@ -3,10 +3,11 @@
 
 import { api, loadConfig, getConfig, getKey, installKeyDialog } from "./api.js";
 import { h, clear, copyText } from "./dom.js";
-import { EndpointForm, inputSchema } from "./form.js";
+import { EndpointForm } from "./form.js";
 import { RunPanel } from "./queue.js";
 import { History, shortName } from "./history.js";
 import { CodePanel } from "./code.js";
+import { catalogue } from "./catalogue.js";
 
 const main = document.getElementById("main");
 
@@ -43,6 +44,9 @@ const FEATURES = [
   ["motion brush", ["dynamic_masks", "static_mask_url"], "motion_brush"],
   ["camera presets", ["camera_control"], "camera"],
   ["multi-shot", ["multi_prompt"], "multi_shot"],
+  ["elements", ["elements"], "elements"],
+  ["reference images", ["image_urls", "input_image_urls"], "reference_images"],
+  ["voices", ["voice_ids"], "voices"],
   ["audio", ["generate_audio"], "audio"],
   ["negative prompt", ["negative_prompt"], "negative_prompt"],
   ["aspect ratio", ["aspect_ratio"], "aspect_ratio"],
@@ -55,16 +59,6 @@ function featureTags(fields, capabilities) {
   });
 }
 
-/** The input field names of an endpoint, from its OpenAPI document. */
-async function fieldsOf(endpointId) {
-  try {
-    const { data } = await api(`/api/openapi/queue/openapi.json?endpoint_id=${encodeURIComponent(endpointId)}`);
-    return Object.keys(inputSchema(data, endpointId).schema.properties || {});
-  } catch {
-    return [];
-  }
-}
-
 /** fal's price for comparison ("fal: $0.045 per second"); stillreel itself bills nothing. */
 function priceText(price) {
   const text = price?.text || "";
@@ -75,22 +69,26 @@ function priceText(price) {
 
 async function listPage() {
   const endpoints = await loadEndpoints();
-  const fields = await Promise.all(endpoints.map((e) => fieldsOf(e.id)));
   const engines = getConfig().engines || {};
   const names = [...new Set(Object.values(engines).map((e) => e.name).filter(Boolean))];
+  const kinds = [...new Set(endpoints.map((e) => e.category))];
   const history = new History({ onOpen: () => {} });
+  const card = (e) => h("a.card", { href: `/models/${e.id}`, dataset: { endpoint: e.id } },
+    h("div.card-top", h("span.badge", e.category || "image-to-video")),
+    h("h4.card-title", e.title || e.id),
+    h("code.card-id", e.id),
+    h("p.card-text", e.description || ""),
+    h("ul.tags", featureTags(e.fields || [], e.capabilities)),
+    h("div.card-foot", h("span.price", { class: e.price?.published ? "" : "unpublished" }, priceText(e.price)), h("span.card-go", "Open →")));
+  const words = (e) => FEATURES.filter(([, fields]) => fields.some((n) => (e.fields || []).includes(n))).map(([label]) => label);
+  const list = catalogue(endpoints, card, words);
   clear(main).append(
     h("section.hero",
       h("h1", "Playground"),
-      h("p.lead", `Try the Kling image-to-video endpoints this server runs${names.length ? ` (engine: ${names.join(", ")})` : ""}. `,
+      h("p.lead", `Try the ${endpoints.length} Kling video endpoints this server runs (${kinds.join(", ")})`,
+        names.length ? `, engine: ${names.join(", ")}. ` : ". ",
         "Same API as fal.ai: point fal-client, @fal-ai/client or curl here.")),
-    h("ul.cards", endpoints.map((e, i) => h("li", h("a.card", { href: `/models/${e.id}`, dataset: { endpoint: e.id } },
-      h("div.card-top", h("span.badge", e.category || "image-to-video")),
-      h("h2", e.title || e.id),
-      h("code.card-id", e.id),
-      h("p.card-text", e.description || ""),
-      h("ul.tags", featureTags(fields[i], e.capabilities)),
-      h("div.card-foot", h("span.price", priceText(e.price)), h("span.card-go", "Open →")))))),
+    list.element,
     history.element);
   window.addEventListener("stillreel:key", () => history.load());
   history.load();
@@ -111,7 +109,7 @@ async function endpointPage(endpointId) {
 
   let code = null;
   let codeTimer = null;
-  const form = new EndpointForm({ doc, endpointId, capabilities, onChange: () => {
+  const form = new EndpointForm({ doc, endpointId, capabilities, limits: endpoint.limits || {}, onChange: () => {
     clearTimeout(codeTimer);
     codeTimer = setTimeout(() => code?.render(), 150);
   } });

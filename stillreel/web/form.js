@@ -2,16 +2,20 @@
 //
 // prompts → text areas, enums → selects, numeric ranges → sliders, booleans → toggles,
 // *_url images → ImageField, dynamic_masks + static_mask_url → the motion brush,
-// multi_prompt → the shots editor. Defaults are filled in, required fields marked, and the
+// multi_prompt → the shots editor, elements → the elements editor, *_image_urls / image_urls →
+// image lists, voice_ids → the voices editor (list sizes from /api/endpoints' `limits`). Defaults are filled in, required fields marked, and the
 // server's 422 `detail[].loc` puts each message next to its field.
 
 import { h } from "./dom.js";
 import { ImageField } from "./imagefield.js";
 import { MotionBrush } from "./brush.js";
 import { ShotsEditor } from "./shots.js";
+import { ImageList } from "./imagelist.js";
+import { ElementsEditor } from "./elements.js";
+import { VoicesEditor } from "./voices.js";
 
 const BRUSH_FIELDS = ["static_mask_url", "dynamic_masks"];
-const WORDS = { url: "", cfg: "CFG", id: "ID", ids: "IDs" };
+const WORDS = { url: "", urls: "URLs", cfg: "CFG", id: "ID", ids: "IDs" };
 
 /** Follow $ref / single allOf / anyOf-with-null down to a plain schema. */
 export function deref(schema, components, depth = 0) {
@@ -55,6 +59,9 @@ export function humanize(name) {
 
 function kindOf(name, s) {
   if (name === "multi_prompt") return "shots";
+  if (s.type === "array" && name === "elements") return "elements";
+  if (s.type === "array" && name === "voice_ids") return "voices";
+  if (s.type === "array" && name.endsWith("_urls") && s.items?.type === "string") return "images";
   if (Array.isArray(s.enum)) return "enum";
   if (s.type === "boolean") return "boolean";
   if ((s.type === "number" || s.type === "integer") && s.minimum !== undefined && s.maximum !== undefined) return "range";
@@ -72,8 +79,10 @@ export class EndpointForm {
    * @param {string} o.endpointId
    * @param {object} o.capabilities what this server's engine honours (from /api/endpoints)
    * @param {() => void} o.onChange any input changed (the API tab re-renders its code)
+   * @param {object} o.limits       list sizes fal enforces but does not publish in the schema
    */
-  constructor({ doc, endpointId, capabilities = {}, onChange = () => {} }) {
+  constructor({ doc, endpointId, capabilities = {}, limits = {}, onChange = () => {} }) {
+    this.limits = limits;
     const { schema, components } = inputSchema(doc, endpointId);
     this.schema = schema;
     this.components = components;
@@ -99,7 +108,8 @@ export class EndpointForm {
       const field = this.buildField(name, s, required.has(name));
       this.fields.set(name, field);
       // Required fields, prompt, duration and shots up front; the rest under "Additional settings".
-      const important = required.has(name) || ["prompt", "duration"].includes(name) || field.kind === "shots";
+      const important = required.has(name) || ["prompt", "duration"].includes(name) ||
+        ["shots", "elements", "images", "voices"].includes(field.kind);
       (important ? primary : extra).append(field.wrapper);
     }
     this.linkPromptAndShots();
@@ -113,7 +123,9 @@ export class EndpointForm {
     const kind = kindOf(name, s);
     const id = `field-${name}`;
     const error = h("p.field-error", { id: `${id}-error`, role: "alert" });
-    const label = h("label.field-label", { for: id },
+    // A list editor is a group of inputs: its label names the group instead of one control.
+    const group = ["elements", "images", "voices"].includes(kind);
+    const label = h(group ? "span.field-label" : "label.field-label", group ? { id: `${id}-label` } : { for: id },
       h("span", humanize(name)),
       required ? h("span.required", { title: "required" }, "*") : null,
       h("code.field-name", name));
@@ -178,10 +190,29 @@ export class EndpointForm {
       this.shots = new ShotsEditor({ itemSchema: { ...itemSchema, properties: Object.fromEntries(Object.entries(itemSchema.properties || {}).map(([k, v]) => [k, deref(v, this.components)])) },
         getDuration: () => this.durationSeconds(), setDuration: (v) => this.fields.get("duration")?.set(String(v)), onChange: () => this.onChange(),
         durationChoices: deref(this.schema.properties.duration, this.components)?.enum || [],
-        capable: this.capabilities.multi_shot !== false });
+        capable: this.capabilities.multi_shot !== false, max: this.limits.multi_prompt?.max ?? Infinity });
       field.value = () => this.shots.value();
       field.set = (v) => this.shots.set(v);
       control = this.shots.element;
+    } else if (kind === "elements") {
+      const limit = this.limits.elements || {};
+      const item = deref(s.items, this.components);
+      const props = Object.fromEntries(Object.entries(item.properties || {}).map(([k, v]) => [k, deref(v, this.components)]));
+      const editor = new ElementsEditor({ itemSchema: { ...item, properties: props }, max: limit.max, references: limit.reference_image_urls,
+        humanize, onChange: () => this.onChange() });
+      this.listEditor(field, editor);
+      control = editor.element;
+    } else if (kind === "images") {
+      const limit = this.limits[name] || {};
+      const editor = new ImageList({ name, itemLabel: name === "image_urls" ? "Reference image" : "Image",
+        token: name === "image_urls" ? "@Image" : "", max: limit.max, start: required ? limit.min ?? 1 : 0, onChange: () => this.onChange() });
+      this.listEditor(field, editor);
+      field.showNested = (rest, msg) => Number.isInteger(rest[0]) && editor.showError(rest[0], msg);
+      control = editor.element;
+    } else if (kind === "voices") {
+      const editor = new VoicesEditor({ max: this.limits.voice_ids?.max ?? 2, onChange: () => this.onChange() });
+      this.listEditor(field, editor);
+      control = editor.element;
     } else {
       const area = h("textarea.json", { id, name, rows: 3, spellcheck: false, placeholder: "JSON" });
       if (dflt !== undefined) area.value = JSON.stringify(dflt);
@@ -193,7 +224,28 @@ export class EndpointForm {
       control = area;
     }
     field.wrapper = h("div.field", { dataset: { field: name, kind } }, label, control, help, error);
+    if (group) {
+      control.setAttribute("role", "group");
+      control.setAttribute("aria-labelledby", `${id}-label`);
+      control.id = id;
+    }
     return field;
+  }
+
+  /** A list editor as a form field: an empty list is left out of the input, as fal's clients do. */
+  listEditor(field, editor) {
+    field.editor = editor;
+    field.value = async () => {
+      const v = await editor.value();
+      return v.length ? v : undefined;
+    };
+    field.preview = () => {
+      const v = editor.preview();
+      return v.length ? v : undefined;
+    };
+    field.set = (v) => editor.set(v);
+    field.showNested = (rest, msg) => editor.showError(rest, msg);
+    field.clearNested = () => editor.clearErrors();
   }
 
   changed() {
@@ -243,7 +295,7 @@ export class EndpointForm {
         continue;
       }
       if (name === "prompt" && this.shots?.enabled) continue;
-      const v = field.value();
+      const v = field.preview ? field.preview() : field.value();
       if (v !== undefined) input[name] = v;
     }
     if (this.brush) Object.assign(input, this.brush.preview());
@@ -287,6 +339,7 @@ export class EndpointForm {
     for (const field of this.fields.values()) {
       field.error.textContent = "";
       field.wrapper.classList.remove("invalid");
+      field.clearNested?.();
     }
     this.general.hidden = true;
     this.general.textContent = "";
@@ -302,6 +355,12 @@ export class EndpointForm {
       const loc = (item.loc || []).filter((p) => p !== "body");
       const field = this.fields.get(String(loc[0]));
       if (!field) { loose.push(item.msg); continue; }
+      // A list editor puts a message about one item (elements › 0 › reference_image_urls) on that item.
+      if (loc.length > 1 && field.showNested?.(loc.slice(1), item.msg)) {
+        field.wrapper.classList.add("invalid");
+        first = first || field.wrapper;
+        continue;
+      }
       const where = loc.length > 1 ? `${loc.slice(1).join(" › ")}: ` : "";
       const text = `${where}${item.msg}`;
       field.error.textContent = field.error.textContent ? `${field.error.textContent} · ${text}` : text;

@@ -11,7 +11,8 @@ export class ShotsEditor {
    * @param {(s: number) => void} o.setDuration
    * @param {Array<string|number>} o.durationChoices  the clip durations the endpoint allows
    */
-  constructor({ itemSchema, getDuration, setDuration, durationChoices = [], onChange = () => {}, capable = true }) {
+  constructor({ itemSchema, getDuration, setDuration, durationChoices = [], onChange = () => {}, capable = true, max = Infinity }) {
+    this.max = max; // fal's storyboard: 1-6 shots
     this.durationChoices = durationChoices.map(Number);
     const duration = itemSchema?.properties?.duration || {};
     this.choices = (duration.enum || Array.from({ length: 15 }, (_, i) => String(i + 1))).map(String);
@@ -48,6 +49,7 @@ export class ShotsEditor {
   }
 
   add(shot = {}) {
+    if (this.rows.length >= this.max) return;
     const prompt = h("textarea", { rows: 2, placeholder: `Shot ${this.rows.length + 1}: what happens`, "aria-label": "Shot prompt", oninput: () => this.onChange() });
     prompt.value = shot.prompt || "";
     const seconds = h("select", { "aria-label": "Shot duration", onchange: () => { this.check(); this.onChange(); } },
@@ -57,6 +59,7 @@ export class ShotsEditor {
     row.element = h("li.shot", h("div.shot-main", prompt),
       h("div.shot-side", seconds, h("button.icon", { type: "button", title: "Remove this shot", "aria-label": "Remove this shot", onclick: () => this.remove(row) }, "✕")));
     this.rows.push(row);
+    this.addButton.disabled = this.rows.length >= this.max;
     this.list.append(row.element);
     this.check();
     this.onChange();
@@ -64,6 +67,7 @@ export class ShotsEditor {
 
   remove(row) {
     this.rows = this.rows.filter((r) => r !== row);
+    this.addButton.disabled = this.rows.length >= this.max;
     row.element.remove();
     this.renumber();
     this.check();
@@ -111,6 +115,7 @@ export class ShotsEditor {
   set(shots) {
     clear(this.list);
     this.rows = [];
+    this.addButton.disabled = false;
     if (Array.isArray(shots) && shots.length) {
       for (const shot of shots) this.add(shot);
       this.enable(true);
