@@ -1,4 +1,4 @@
-"""Tiny random image-to-video pipelines, built offline and saved with ``save_pretrained``.
+"""Tiny random image- and text-to-video pipelines, built offline and saved with ``save_pretrained``.
 
 The diffusion engine loads real checkpoints through ``from_pretrained``; these folders have the
 same layout as the published Diffusers repos (``model_index.json`` + one folder per component,
@@ -23,9 +23,11 @@ WAN21_I2V = "wan2.1-i2v"
 WAN21_FLF2V = "wan2.1-flf2v"
 WAN22_A14B = "wan2.2-i2v-a14b"
 WAN22_TI2V = "wan2.2-ti2v-5b"
+WAN21_T2V = "wan2.1-t2v"
+WAN22_T2V_A14B = "wan2.2-t2v-a14b"
 LTX = "ltx-video"
 LTX2 = "ltx-2"
-ALL = (WAN21_I2V, WAN21_FLF2V, WAN22_A14B, WAN22_TI2V, LTX, LTX2)
+ALL = (WAN21_I2V, WAN21_FLF2V, WAN22_A14B, WAN22_TI2V, WAN21_T2V, WAN22_T2V_A14B, LTX, LTX2)
 
 
 def t5_tokenizer():
@@ -124,6 +126,26 @@ def wan22_ti2v():
         transformer=_wan_transformer(48, 48), vae=vae, scheduler=scheduler,
         text_encoder=_umt5(len(tokenizer)), tokenizer=tokenizer, transformer_2=None,
         boundary_ratio=None, expand_timesteps=True,
+    )
+
+
+def wan_t2v(two_experts: bool = False):
+    """Wan2.1 T2V (or Wan2.2 T2V-A14B with two experts): ``WanPipeline``, a 16-channel transformer
+    input (noise only; image-to-video ones take 36), no image encoder."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, WanPipeline
+
+    tokenizer = t5_tokenizer()
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True])
+    if two_experts:
+        scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=12.0)
+    else:
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=5.0)
+    return WanPipeline(
+        transformer=_wan_transformer(16, 16), transformer_2=_wan_transformer(16, 16) if two_experts else None,
+        vae=vae, scheduler=scheduler, text_encoder=_umt5(len(tokenizer)), tokenizer=tokenizer,
+        boundary_ratio=0.875 if two_experts else None,
     )
 
 
@@ -247,6 +269,8 @@ BUILDERS = {
     WAN21_FLF2V: lambda: wan21(flf2v=True),
     WAN22_A14B: wan22_a14b,
     WAN22_TI2V: wan22_ti2v,
+    WAN21_T2V: wan_t2v,
+    WAN22_T2V_A14B: lambda: wan_t2v(two_experts=True),
     LTX: ltx_video,
     LTX2: ltx2,
 }

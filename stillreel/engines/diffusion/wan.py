@@ -6,7 +6,8 @@ One pipeline class serves all four checkpoints; they differ in what the folder h
 - Wan2.2 I2V-A14B: two experts (``transformer`` for high noise, ``transformer_2`` for low noise)
   with their own guidance scales (``guidance_scale``, ``guidance_scale_2``), no image encoder.
 - Wan2.2 TI2V-5B: the image becomes the first latent frame (``expand_timesteps``); its published
-  folder names ``WanPipeline``, and loading it as ``WanImageToVideoPipeline`` is what the docs do.
+  folder names ``WanPipeline``, and loading it as ``WanImageToVideoPipeline`` is what the docs do;
+  without a start image it runs as ``WanPipeline`` on the same modules (wan_t2v.py).
 The model cards load the VAE and the image encoder in float32 and the rest in bfloat16; so do we.
 """
 
@@ -42,6 +43,10 @@ def size_multiple(pipe) -> int:
 
 
 def run(pipe, family: Family, call: Call, on_step_end: StepCallback) -> Output:
+    if call.image is None:  # TI2V-5B from text alone (the only image family that has text_to_video)
+        from stillreel.engines.diffusion import wan_t2v
+
+        return wan_t2v.run(pipe, family, call, on_step_end)
     guidance = guidance_scale(call.cfg, family.guidance)
     kwargs = dict(
         image=call.image,
