@@ -59,6 +59,9 @@ def folders(tmp_path):
         "wan2.2-t2v-a14b": metadata_folder(tmp_path, "Wan2.2-T2V-A14B-Diffusers", {
             "_class_name": "WanPipeline", "transformer": WAN, "transformer_2": WAN, "boundary_ratio": 0.875,
             "expand_timesteps": False}, {"in_channels": 16, "out_channels": 16}),
+        "wan-vace": metadata_folder(tmp_path, "Wan2.1-VACE-14B-diffusers", {
+            "_class_name": "WanVACEPipeline", "transformer": ["diffusers", "WanVACETransformer3DModel"],
+            "transformer_2": [None, None]}, {"in_channels": 16, "vace_layers": [0, 5, 10]}),
         "ltx-video": metadata_folder(tmp_path, "LTX-Video-0.9.5", {"_class_name": "LTXPipeline"}),
         "ltx-2": metadata_folder(tmp_path, "LTX-2", {"_class_name": "LTX2Pipeline"}),
     }
@@ -119,14 +122,16 @@ def test_capabilities_per_family(folders):
     for name, c in caps.items():
         assert c.motion_brush is False and c.camera is False, name
         assert c.multi_shot is True and c.aspect_ratio is True and c.negative_prompt is True, name
-    assert {n for n, c in caps.items() if c.end_frame} == {"wan2.1-flf2v", "ltx-video", "ltx-2"}
+    assert {n for n, c in caps.items() if c.end_frame} == {"wan2.1-flf2v", "wan-vace", "ltx-video", "ltx-2"}
     assert {n for n, c in caps.items() if c.audio} == {"ltx-2"}
     # With no start image: the text-to-video checkpoints, TI2V-5B and the LTX condition pipelines.
     assert {n for n, c in caps.items() if c.text_to_video} == {
-        "wan2.1-t2v", "wan2.2-t2v-a14b", "wan2.2-ti2v-5b", "ltx-video", "ltx-2"}
+        "wan2.1-t2v", "wan2.2-t2v-a14b", "wan2.2-ti2v-5b", "wan-vace", "ltx-video", "ltx-2"}
     assert {n for n, c in caps.items() if not c.image_to_video} == {"wan2.1-t2v", "wan2.2-t2v-a14b"}
-    # No family takes reference images or elements (WanVACE is not wired): refused at submit.
-    assert not any(c.reference_images or c.elements or c.voices for c in caps.values())
+    # Reference images and elements' pictures: VACE only; element videos and voices: none.
+    assert {n for n, c in caps.items() if c.reference_images} == {"wan-vace"}
+    assert {n for n, c in caps.items() if c.elements} == {"wan-vace"}
+    assert not any(c.element_video or c.voices for c in caps.values())
     # A guidance-distilled checkpoint (guidance 1) has no CFG for a negative prompt to act through.
     assert capabilities({"model": folders["ltx-video"], "guidance": 1}).negative_prompt is False
 
@@ -147,6 +152,7 @@ def test_family_from_hub_name_and_explicit_option():
     assert family({"model": "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers"}).name == "wan2.1-flf2v"
     assert family({"model": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"}).name == "wan2.1-t2v"
     assert family({"model": "Wan-AI/Wan2.2-T2V-A14B-Diffusers"}).name == "wan2.2-t2v-a14b"
+    assert family({"model": "Wan-AI/Wan2.1-VACE-1.3B-diffusers"}).name == "wan-vace"
     assert family({"model": "Lightricks/LTX-2"}).name == "ltx-2"
     assert family({"model": "Lightricks/LTX-Video-0.9.7-distilled"}).name == "ltx-video"
     assert family({"model": "someone/finetune", "family": "ltx-2"}).capabilities().audio is True
@@ -167,9 +173,9 @@ def test_unsupported_checkpoints_are_refused_clearly(tmp_path):
                           {"in_channels": 20})
     with pytest.raises(OptionsError, match="in_channels 20"):
         capabilities({"model": odd})
-    vace = metadata_folder(tmp_path, "Wan2.1-VACE-1.3B-diffusers", {"_class_name": "WanVACEPipeline"})
-    with pytest.raises(OptionsError, match="WanVACEPipeline"):
-        capabilities({"model": vace})
+    animate = metadata_folder(tmp_path, "Wan2.2-Animate-14B-Diffusers", {"_class_name": "WanAnimatePipeline"})
+    with pytest.raises(OptionsError, match="WanAnimatePipeline"):
+        capabilities({"model": animate})
     svd = metadata_folder(tmp_path, "svd", {"_class_name": "StableVideoDiffusionPipeline"})
     with pytest.raises(OptionsError, match="StableVideoDiffusionPipeline"):
         capabilities({"model": svd})
@@ -268,10 +274,21 @@ def test_image_to_video_ids_are_refused_by_text_only_models(folders, endpoint_id
         {"frontal_image_url": IMG, "reference_image_urls": [IMG]}]}, "elements", "elements"),
     ("v1.6/pro/elements", {"input_image_urls": [IMG, IMG]}, "input_image_urls", "reference_images"),
 ])
-def test_reference_to_video_is_refused_by_every_family(folders, endpoint_id, payload, field, feature):
+def test_reference_to_video_only_on_vace(folders, endpoint_id, payload, field, feature):
     for name, folder in folders.items():
-        item = refusal(endpoint_id, payload, capabilities({"model": folder}), feature)
+        caps = capabilities({"model": folder})
+        if name == "wan-vace":  # references (and elements' pictures) are VACE's reference images
+            admit(endpoint_id, payload, caps)
+            continue
+        item = refusal(endpoint_id, payload, caps, feature)
         assert item["loc"] == ["body", field], name
+
+
+def test_voices_are_refused_on_vace(folders):
+    caps = capabilities({"model": folders["wan-vace"]})
+    element = {"frontal_image_url": IMG, "reference_image_urls": [IMG]}
+    # A voice bound to an element: VACE makes no speech (refused, whatever else is fine).
+    refusal("o3/standard/reference-to-video", {"elements": [{**element, "voice_id": "v1"}]}, caps, "voices")
 
 
 # -- sizes, frames, guidance ---------------------------------------------------------------------

@@ -24,6 +24,7 @@ V26T = "fal-ai/kling-video/v2.6/pro/text-to-video"  # generate_audio defaults to
 O3T = "fal-ai/kling-video/o3/standard/text-to-video"
 V16T = "fal-ai/kling-video/v1.6/pro/text-to-video"
 O1R = "fal-ai/kling-video/o1/reference-to-video"
+O3R = "fal-ai/kling-video/o3/standard/reference-to-video"
 PORTRAIT_IMAGE = data_uri(png_bytes(64, 96, seed=4))
 END_IMAGE = data_uri(png_bytes(96, 64, seed=5))
 MASK = data_uri(png_bytes(96, 64, seed=6))
@@ -55,7 +56,9 @@ def config_server(tiny_models, tmp_path_factory):
         f'[endpoints."{V25}"]\nname = "diffusion"\nmodel = "{tiny_models[tiny.WAN21_I2V]}"\nsteps = 1000\n\n'
         # A text-to-video id on a text-only model, and an image-to-video id on it (refused).
         f'[endpoints."{V26T}"]\nname = "diffusion"\nmodel = "{tiny_models[tiny.WAN21_T2V]}"\n\n'
-        f'[endpoints."{V1_PRO}"]\nname = "diffusion"\nmodel = "{tiny_models[tiny.WAN21_T2V]}"\n'
+        f'[endpoints."{V1_PRO}"]\nname = "diffusion"\nmodel = "{tiny_models[tiny.WAN21_T2V]}"\n\n'
+        # Reference-to-video on Wan VACE.
+        f'[endpoints."{O3R}"]\nname = "diffusion"\nmodel = "{tiny_models[tiny.WAN_VACE]}"\n'
     )
     args = ["--config", str(config), "--cancel-grace", "60"]
     with LiveServer.start(folder / "data", auth=False, engine=None, args=args, env=ENV,
@@ -203,10 +206,21 @@ def test_config_t2v_refusals_at_submit(config_server):
         # A text-to-video id on the default binding, an image-to-video model.
         r = client.post(f"/queue/{V16T}", json={"prompt": "a cat"})
         assert r.status_code == 422 and r.json()["detail"][0]["ctx"]["feature"] == "text_to_video"
-        # Reference images: no diffusion family takes them.
+        # Reference images on the default binding (Wan2.1 I2V): refused.
         r = client.post(f"/queue/{O1R}", json={"prompt": "@Image1 walks", "image_urls": [IMAGE]})
         assert r.status_code == 422
         assert "reference_images" in [d["ctx"]["feature"] for d in r.json()["detail"]]
+
+
+def test_config_binds_reference_to_video_to_vace(config_server, tmp_path):
+    element = {"frontal_image_url": END_IMAGE, "reference_image_urls": [MASK]}
+    with config_server.http() as client:
+        r = client.post(f"/queue/{O3R}", json={"prompt": "@Element1 meets @Image1", "duration": "3",
+                                               "aspect_ratio": "1:1", "image_urls": [IMAGE], "elements": [element]})
+        assert r.status_code == 200, r.text
+        status, facts = video_of(client, r.json(), tmp_path)
+    assert engine_line(status).startswith("wan-vace: ")
+    assert (facts["width"], facts["height"], facts["frames"], facts["fps"]) == (48, 48, 49, 16.0)
 
 
 def test_config_refusals_follow_each_endpoints_model(config_server):

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
+from PIL import Image as PILImage
 
 from stillreel.engines.base import Audio, Clip, EngineError, GenerationRequest, Progress
 from stillreel.engines.diffusion import loading, plan, speed
@@ -70,6 +71,7 @@ class DiffusionEngine:
         start = plan.fit(request.start_image, size) if request.start_image is not None else None
         end = plan.fit(request.end_image, size) if request.end_image is not None else None
         negative = request.negative_prompt if request.negative_prompt is not None else family.negative_prompt
+        references = self._references(request)
         progress.log(
             f"{family.name}: {len(request.shots)} shot(s) in {len(calls)} call(s), "
             f"{plan.total_frames(calls)} frames at {size[0]}x{size[1]}, {family.fps} fps, {family.steps} steps, "
@@ -87,6 +89,7 @@ class DiffusionEngine:
                     last_image=end if index == len(calls) - 1 else None,
                     width=size[0], height=size[1], frames=segment.frames, fps=family.fps,
                     steps=family.steps, cfg=request.guidance, seed=request.seed + index,
+                    references=references,  # every call: the subject stays the same across segments
                 )
                 output = self.runner.run(self.pipe, family, call, self._on_step(progress, index, len(calls)))
                 outputs.append(output)
@@ -125,6 +128,15 @@ class DiffusionEngine:
             error_type="feature_not_supported", loc=("start_image",),
         )
 
+    def _references(self, request: GenerationRequest) -> tuple[PILImage.Image, ...]:
+        """Reference images and every element's pictures, as given (the pipeline letterboxes them)."""
+        if not self.family.reference_images:
+            return ()  # refused at submit when the request used them
+        images = list(request.reference_images)
+        for element in request.elements:
+            images += [element.frontal, *element.references]
+        return tuple(PILImage.fromarray(np.ascontiguousarray(i[..., :3]), "RGB") for i in images)
+
     def _on_step(self, progress: Progress, call_index: int, calls: int):
         steps, total = self.family.steps, self.family.steps * calls
 
@@ -155,6 +167,8 @@ class DiffusionEngine:
             "generate_seconds": round(seconds, 3),
             **self.speed_settings,
         }
+        if self.family.reference_images:
+            info["references"] = len(request.reference_images) + sum(1 + len(e.references) for e in request.elements)
         return Clip(
             fps=self.family.fps, width=size[0], height=size[1], frame_count=frame_count,
             frames=_frames(parts), audio=audio, info=info,

@@ -29,7 +29,7 @@ LTX_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
 @dataclass(frozen=True)
 class Family:
     name: str  # one of options.FAMILIES
-    runner: str  # the module that drives the pipeline: "wan", "wan_t2v", "ltx" or "ltx2"
+    runner: str  # the module that drives the pipeline: "wan", "wan_t2v", "vace", "ltx" or "ltx2"
     fps: int  # native frame rate
     frame_quantum: int  # frame counts are frame_quantum * k + 1 (the VAE's temporal compression)
     size_multiple: int  # width and height are multiples of this (VAE spatial compression × patch)
@@ -43,6 +43,7 @@ class Family:
     image_to_video: bool = True  # a start image conditions frame 0
     text_to_video: bool = False  # runs from the prompt alone
     guidance_2: float | None = None  # Wan2.2 A14B T2V: the low-noise expert's own recommended scale
+    reference_images: bool = False  # subject/style references (Kling's image_urls and elements)
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -57,6 +58,10 @@ class Family:
             audio=self.audio,
             negative_prompt=self.guidance > 1.0,  # a negative prompt only acts through CFG
             aspect_ratio=True,
+            # Kling's reference images and its elements' pictures both become the model's references
+            # (an element given as a video, and voices, stay unsupported).
+            reference_images=self.reference_images,
+            elements=self.reference_images,
         )
 
 
@@ -83,6 +88,10 @@ _DEFAULTS = {
     "wan2.2-t2v-a14b": Family("wan2.2-t2v-a14b", "wan_t2v", 16, 4, 16, (832, 480), 40, 4.0, 15, end_frame=False,
                               negative_prompt=WAN_NEGATIVE, image_to_video=False, text_to_video=True,
                               guidance_2=3.0),
+    # Wan VACE (WanVACEPipeline, Wan2.1-VACE 1.3B/14B): text, start/end frames as a masked video, and
+    # reference images of subjects; 832×480 at 16 fps, 50 steps, guidance 5.
+    "wan-vace": Family("wan-vace", "vace", 16, 4, 16, (832, 480), 50, 5.0, 5, end_frame=True,
+                       negative_prompt=WAN_NEGATIVE, text_to_video=True, reference_images=True),
     # LTX-Video 0.9.x through LTXConditionPipeline (keyframes at any index, or none: text to video):
     # 768×512 at 24 fps, 8k+1 frames.
     "ltx-video": Family("ltx-video", "ltx", 24, 8, 32, (768, 512), 40, 3.0, 10, end_frame=True,
@@ -134,6 +143,8 @@ def _from_index(model: str, index: dict) -> str:
         return "ltx-2"
     if cls.startswith("LTX"):
         return "ltx-video"
+    if cls == "WanVACEPipeline":
+        return "wan-vace"
     if cls.startswith("Wan") and "VACE" not in cls and "Animate" not in cls:
         transformer = _read_json(model, "transformer/config.json") or {}
         if index.get("expand_timesteps"):
@@ -155,7 +166,7 @@ def _from_index(model: str, index: dict) -> str:
             return "wan2.1-flf2v"
         return "wan2.1-i2v"
     raise OptionsError(
-        f"diffusion engine: {model!r} is a {cls or 'unknown'} checkpoint; supported: Wan (Wan2.1 I2V/FLF2V/T2V, "
+        f"diffusion engine: {model!r} is a {cls or 'unknown'} checkpoint; supported: Wan (Wan2.1 I2V/FLF2V/T2V/VACE, "
         "Wan2.2 I2V-A14B/T2V-A14B/TI2V-5B), LTX-Video 0.9.x and LTX-2"
     )
 
@@ -163,6 +174,7 @@ def _from_index(model: str, index: dict) -> str:
 _NAME_PATTERNS = [
     (r"ltx-?2", "ltx-2"),
     (r"ltx", "ltx-video"),
+    (r"wan.*vace", "wan-vace"),
     (r"wan2\.2.*ti2v", "wan2.2-ti2v-5b"),
     (r"wan2\.2.*t2v", "wan2.2-t2v-a14b"),
     (r"wan.*t2v", "wan2.1-t2v"),

@@ -25,7 +25,7 @@ OFFLOAD = ("none", "model", "sequential", "group")
 ATTENTION_AUTO = "auto"
 CACHES = ("none", "first_block", "taylorseer", "pab", "mag")
 FAMILIES = ("wan2.1-i2v", "wan2.1-flf2v", "wan2.2-i2v-a14b", "wan2.2-ti2v-5b", "wan2.1-t2v", "wan2.2-t2v-a14b",
-            "ltx-video", "ltx-2")
+            "wan-vace", "ltx-video", "ltx-2")
 
 KNOWN = {
     "model": "path to a Diffusers-format folder, or a Hugging Face hub id",
