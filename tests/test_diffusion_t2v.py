@@ -104,3 +104,12 @@ def test_engine_refuses_what_the_model_cannot_take(engine, calls, name, start_im
     assert err.value.error_type == "feature_not_supported" and err.value.loc == ("start_image",)
     assert what in err.value.message and name in err.value.message
     assert seen == []
+
+
+def test_ti2v_from_text_with_a_step_cache(engine):
+    # Pyramid attention broadcast reads the loaded pipeline's current timestep at every forward;
+    # the text view keeps it current, so the cache skips by the right steps both ways.
+    eng = engine(tiny.WAN22_TI2V, fps=8, steps=4, cache="pab")
+    assert eng.generate(text_request(1), NullProgress()).frame_count == 9
+    assert eng.pipe.current_timestep is None  # reset at the end of the call, as the pipeline does
+    assert eng.generate(request(1), NullProgress()).frame_count == 9

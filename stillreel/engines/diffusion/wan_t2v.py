@@ -37,9 +37,19 @@ def text_pipeline(pipe):
     if isinstance(pipe, WanPipeline):
         return pipe
     if pipe not in _TEXT_VIEWS:
+
+        class TextView(WanPipeline):
+            # Step-cache hooks installed at load (pyramid attention broadcast) read the loaded
+            # pipeline's current_timestep: keep it in step with the view's.
+            def __setattr__(self, name, value):
+                super().__setattr__(name, value)
+                if name == "_current_timestep" and (owner := image_pipe()) is not None:
+                    owner._current_timestep = value
+
+        image_pipe = weakref.ref(pipe)  # the cache's value must not keep its key alive
         parts = ("tokenizer", "text_encoder", "transformer", "vae", "scheduler", "transformer_2")
-        view = WanPipeline(**{name: getattr(pipe, name, None) for name in parts},
-                           boundary_ratio=pipe.config.boundary_ratio, expand_timesteps=pipe.config.expand_timesteps)
+        view = TextView(**{name: getattr(pipe, name, None) for name in parts},
+                        boundary_ratio=pipe.config.boundary_ratio, expand_timesteps=pipe.config.expand_timesteps)
         view.set_progress_bar_config(disable=True)
         _TEXT_VIEWS[pipe] = view
     return _TEXT_VIEWS[pipe]
