@@ -18,8 +18,6 @@ import torch
 from stillreel.engines.diffusion.call import Call, Output, StepCallback, generator, video_to_uint8
 from stillreel.engines.diffusion.families import Family
 from stillreel.engines.diffusion.plan import guidance_scale
-# Same VAE and patch geometry as the image-to-video Wan pipelines.
-from stillreel.engines.diffusion.wan import denoisers, frame_quantum, size_multiple  # noqa: F401 (runner interface)
 
 _TEXT_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -28,6 +26,18 @@ def load(model: str, dtype: torch.dtype):
     from diffusers import WanPipeline
 
     return WanPipeline.from_pretrained(model, dtype={"default": dtype, "vae": torch.float32})
+
+
+def denoisers(pipe) -> list:
+    return [m for m in (pipe.transformer, getattr(pipe, "transformer_2", None)) if m is not None]
+
+
+def frame_quantum(pipe) -> int:
+    return int(pipe.vae_scale_factor_temporal)
+
+
+def size_multiple(pipe) -> int:
+    return int(pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1])
 
 
 def text_pipeline(pipe):
