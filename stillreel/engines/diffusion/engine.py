@@ -4,8 +4,8 @@
 1. capabilities were checked at submit (``stillreel.endpoints.features``); only a start frame the
    model cannot take (or needs and lacks) is refused again here;
 2. pick the size (aspect → bucket) and the pipeline calls (duration → frames, long shots → segments);
-3. run each call from the previous call's last frame (a text-only model: each shot from text), reporting every denoising step (and
-   stopping at the next one once the job is cancelled);
+3. run each call from the previous call's last frame (a text-only model: each shot from its
+   prompt), reporting every denoising step (and stopping at the next one once the job is cancelled);
 4. stitch the calls into one clip (and one audio track), dropping each continuation's first
    frame, which repeats the frame it started from.
 CUDA running out of memory fails the request with ``out_of_memory`` and frees what it held, so
