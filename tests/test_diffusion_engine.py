@@ -171,8 +171,8 @@ def test_clip_info_and_progress(engine):
     progress = Recorder()
     clip = engine(tiny.WAN21_I2V).generate(request(10, shots=(Shot("a", 5), Shot("b", 5))), progress)
     assert clip.info | {"generate_seconds": 0} == clip.info | {
-        "engine": "diffusion", "model": clip.info["model"], "family": "wan2.1-i2v", "mode": "image-to-video", "steps": 2,
-        "guidance_scale": 5.0, "calls": 2, "device": "cpu", "dtype": "float32", "attention": "native",
+        "engine": "diffusion", "model": clip.info["model"], "family": "wan2.1-i2v", "mode": "image-to-video",
+        "steps": 2, "guidance_scale": 5.0, "calls": 2, "device": "cpu", "dtype": "float32", "attention": "native",
         "compile": False, "vae_tiling": False, "generate_seconds": 0,
     }
     assert clip.info["model"].endswith("wan2.1-i2v")
