@@ -85,12 +85,13 @@ class Recorder:
 
 @pytest.fixture
 def calls(monkeypatch):
-    """``calls(engine)``: a list that receives the keyword arguments of each pipeline call, the
-    real call still made (a spy on the pipeline class, undone after the test)."""
+    """``calls(engine[, pipe])``: a list that receives the keyword arguments of each call of the
+    engine's pipeline (or of ``pipe``), the real call still made (a spy on the pipeline class,
+    undone after the test)."""
 
-    def spy(eng) -> list[dict]:
+    def spy(eng, pipe=None) -> list[dict]:
         seen: list[dict] = []
-        cls = type(eng.pipe)
+        cls = type(pipe if pipe is not None else eng.pipe)
         original = cls.__call__
 
         def recording(self, *args, **kwargs):
@@ -170,8 +171,8 @@ def test_clip_info_and_progress(engine):
     progress = Recorder()
     clip = engine(tiny.WAN21_I2V).generate(request(10, shots=(Shot("a", 5), Shot("b", 5))), progress)
     assert clip.info | {"generate_seconds": 0} == clip.info | {
-        "engine": "diffusion", "model": clip.info["model"], "family": "wan2.1-i2v", "steps": 2,
-        "guidance_scale": 5.0, "calls": 2, "device": "cpu", "dtype": "float32", "attention": "native",
+        "engine": "diffusion", "model": clip.info["model"], "family": "wan2.1-i2v", "mode": "image-to-video",
+        "steps": 2, "guidance_scale": 5.0, "calls": 2, "device": "cpu", "dtype": "float32", "attention": "native",
         "compile": False, "vae_tiling": False, "generate_seconds": 0,
     }
     assert clip.info["model"].endswith("wan2.1-i2v")
@@ -371,8 +372,8 @@ def test_a_default_the_model_cannot_honour_runs_without_it(engine, tmp_path):
     progress = Recorder()
     with Fetcher(None, Limits(allow_private_urls=True)) as fetcher:
         info = render(plan, eng, fetcher, tmp_path / "out.mp4", progress)
-    assert info["dropped_defaults"] == ["audio"]
-    assert any("audio" in line and "without it" in line for line in progress.logs)
+    assert info["dropped_defaults"] == ["generate_audio"]  # the caller's field name
+    assert any(line.startswith("generate_audio:") and "without it" in line for line in progress.logs)
     assert probe(tmp_path / "out.mp4")["audio"] is None
 
 

@@ -53,6 +53,15 @@ def folders(tmp_path):
         "wan2.2-ti2v-5b": metadata_folder(tmp_path, "Wan2.2-TI2V-5B-Diffusers", {
             "_class_name": "WanPipeline", "transformer": WAN, "transformer_2": [None, None],
             "expand_timesteps": True}, {"in_channels": 48}),
+        "wan2.1-t2v": metadata_folder(tmp_path, "Wan2.1-T2V-14B-Diffusers", {
+            "_class_name": "WanPipeline", "transformer": WAN, "transformer_2": [None, None],
+            "boundary_ratio": None, "expand_timesteps": False}, {"in_channels": 16, "out_channels": 16}),
+        "wan2.2-t2v-a14b": metadata_folder(tmp_path, "Wan2.2-T2V-A14B-Diffusers", {
+            "_class_name": "WanPipeline", "transformer": WAN, "transformer_2": WAN, "boundary_ratio": 0.875,
+            "expand_timesteps": False}, {"in_channels": 16, "out_channels": 16}),
+        "wan-vace": metadata_folder(tmp_path, "Wan2.1-VACE-14B-diffusers", {
+            "_class_name": "WanVACEPipeline", "transformer": ["diffusers", "WanVACETransformer3DModel"],
+            "transformer_2": [None, None]}, {"in_channels": 16, "vace_layers": [0, 5, 10]}),
         "ltx-video": metadata_folder(tmp_path, "LTX-Video-0.9.5", {"_class_name": "LTXPipeline"}),
         "ltx-2": metadata_folder(tmp_path, "LTX-2", {"_class_name": "LTX2Pipeline"}),
     }
@@ -113,8 +122,16 @@ def test_capabilities_per_family(folders):
     for name, c in caps.items():
         assert c.motion_brush is False and c.camera is False, name
         assert c.multi_shot is True and c.aspect_ratio is True and c.negative_prompt is True, name
-    assert {n for n, c in caps.items() if c.end_frame} == {"wan2.1-flf2v", "ltx-video", "ltx-2"}
+    assert {n for n, c in caps.items() if c.end_frame} == {"wan2.1-flf2v", "wan-vace", "ltx-video", "ltx-2"}
     assert {n for n, c in caps.items() if c.audio} == {"ltx-2"}
+    # With no start image: the text-to-video checkpoints, TI2V-5B and the LTX condition pipelines.
+    assert {n for n, c in caps.items() if c.text_to_video} == {
+        "wan2.1-t2v", "wan2.2-t2v-a14b", "wan2.2-ti2v-5b", "wan-vace", "ltx-video", "ltx-2"}
+    assert {n for n, c in caps.items() if not c.image_to_video} == {"wan2.1-t2v", "wan2.2-t2v-a14b"}
+    # Reference images and elements' pictures: VACE only; element videos and voices: none.
+    assert {n for n, c in caps.items() if c.reference_images} == {"wan-vace"}
+    assert {n for n, c in caps.items() if c.elements} == {"wan-vace"}
+    assert not any(c.element_video or c.voices for c in caps.values())
     # A guidance-distilled checkpoint (guidance 1) has no CFG for a negative prompt to act through.
     assert capabilities({"model": folders["ltx-video"], "guidance": 1}).negative_prompt is False
 
@@ -133,6 +150,9 @@ def test_family_from_hub_name_and_explicit_option():
     assert family({"model": "Wan-AI/Wan2.2-TI2V-5B-Diffusers"}).name == "wan2.2-ti2v-5b"
     assert family({"model": "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers"}).resolution == (1280, 720)
     assert family({"model": "Wan-AI/Wan2.1-FLF2V-14B-720P-diffusers"}).name == "wan2.1-flf2v"
+    assert family({"model": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"}).name == "wan2.1-t2v"
+    assert family({"model": "Wan-AI/Wan2.2-T2V-A14B-Diffusers"}).name == "wan2.2-t2v-a14b"
+    assert family({"model": "Wan-AI/Wan2.1-VACE-1.3B-diffusers"}).name == "wan-vace"
     assert family({"model": "Lightricks/LTX-2"}).name == "ltx-2"
     assert family({"model": "Lightricks/LTX-Video-0.9.7-distilled"}).name == "ltx-video"
     assert family({"model": "someone/finetune", "family": "ltx-2"}).capabilities().audio is True
@@ -140,11 +160,22 @@ def test_family_from_hub_name_and_explicit_option():
         family({"model": "someone/finetune"})
 
 
+def test_text_to_video_defaults(folders):
+    t2v = family({"model": folders["wan2.1-t2v"]})
+    assert (t2v.runner, t2v.fps, t2v.resolution, t2v.steps, t2v.guidance) == ("wan_t2v", 16, (832, 480), 50, 5.0)
+    a14b = family({"model": folders["wan2.2-t2v-a14b"]})
+    assert (a14b.steps, a14b.guidance, a14b.guidance_2) == (40, 4.0, 3.0)  # high- and low-noise experts
+    assert family({"model": folders["wan2.2-t2v-a14b"], "guidance": 2.5}).guidance_2 is None  # both 2.5
+
+
 def test_unsupported_checkpoints_are_refused_clearly(tmp_path):
-    t2v = metadata_folder(tmp_path, "Wan2.1-T2V-14B", {"_class_name": "WanPipeline", "transformer": WAN},
-                          {"in_channels": 16})
-    with pytest.raises(OptionsError, match="text-to-video"):
-        capabilities({"model": t2v})
+    odd = metadata_folder(tmp_path, "Wan-odd", {"_class_name": "WanPipeline", "transformer": WAN},
+                          {"in_channels": 20})
+    with pytest.raises(OptionsError, match="in_channels 20"):
+        capabilities({"model": odd})
+    animate = metadata_folder(tmp_path, "Wan2.2-Animate-14B-Diffusers", {"_class_name": "WanAnimatePipeline"})
+    with pytest.raises(OptionsError, match="WanAnimatePipeline"):
+        capabilities({"model": animate})
     svd = metadata_folder(tmp_path, "svd", {"_class_name": "StableVideoDiffusionPipeline"})
     with pytest.raises(OptionsError, match="StableVideoDiffusionPipeline"):
         capabilities({"model": svd})
@@ -179,6 +210,85 @@ def test_config_file_binds_endpoints_to_models(folders, tmp_path):
     assert engine_capabilities(bindings[o3]).audio is True and engine_capabilities(bindings[o3]).end_frame is True
     assert family(bindings[o3].options).resolution == (512, 320)
     assert family(default.options).steps == 20
+
+
+# -- what each model is refused at submit (from metadata alone) ------------------------------------
+
+KV = "fal-ai/kling-video/"
+IMG = "https://x/s.png"
+
+
+def admit(endpoint_id: str, payload: dict, caps, engine: str = "diffusion engine"):
+    from stillreel.endpoints.registry import ENDPOINTS
+
+    endpoint = ENDPOINTS[KV + endpoint_id]
+    return endpoint.admit(endpoint.plan({"prompt": "a cat walks", **payload}), caps, engine)
+
+
+def refusal(endpoint_id: str, payload: dict, caps, feature: str) -> dict:
+    """The 422 item for ``feature`` (an image-to-video-only model also refuses the missing start image)."""
+    from stillreel.endpoints.registry import InputError
+
+    with pytest.raises(InputError) as err:
+        admit(endpoint_id, payload, caps)
+    assert all(item["type"] == "feature_not_supported" for item in err.value.detail)
+    items = [item for item in err.value.detail if item["ctx"]["feature"] == feature]
+    assert len(items) == 1, err.value.detail
+    return items[0]
+
+
+@pytest.mark.parametrize("endpoint_id, payload", [
+    ("v1.6/pro/text-to-video", {}),
+    ("v2.6/pro/text-to-video", {"generate_audio": False}),
+    ("o3/standard/text-to-video", {"duration": "3"}),
+    ("v3/turbo/pro/text-to-video", {}),
+])
+def test_text_to_video_ids_per_family(folders, endpoint_id, payload):
+    for name, folder in folders.items():
+        caps = capabilities({"model": folder})
+        if caps.text_to_video:
+            plan = admit(endpoint_id, payload, caps)
+            assert plan.start_image_url is None, name
+        else:  # Wan2.1 I2V, FLF2V, Wan2.2 I2V-A14B: image-to-video only
+            refusal(endpoint_id, payload, caps, "text_to_video")
+
+
+@pytest.mark.parametrize("endpoint_id, field", [
+    ("v2.5-turbo/pro/image-to-video", "image_url"),
+    ("v2.6/pro/image-to-video", "start_image_url"),
+    ("o3/standard/image-to-video", "image_url"),
+])
+def test_image_to_video_ids_are_refused_by_text_only_models(folders, endpoint_id, field):
+    payload = {field: IMG, **({"generate_audio": False} if "v2.6" in endpoint_id else {})}
+    for name in ("wan2.1-t2v", "wan2.2-t2v-a14b"):
+        item = refusal(endpoint_id, payload, capabilities({"model": folders[name]}), "image_to_video")
+        assert item["loc"] == ["body", field], name
+    for name in ("wan2.1-i2v", "wan2.2-ti2v-5b", "ltx-video", "ltx-2"):
+        assert admit(endpoint_id, payload, capabilities({"model": folders[name]})).start_image_url == IMG
+
+
+@pytest.mark.parametrize("endpoint_id, payload, field, feature", [
+    ("o1/reference-to-video", {"image_urls": [IMG]}, "image_urls", "reference_images"),
+    ("o3/standard/reference-to-video", {"image_urls": [IMG, IMG]}, "image_urls", "reference_images"),
+    ("o3/pro/reference-to-video", {"start_image_url": IMG, "elements": [
+        {"frontal_image_url": IMG, "reference_image_urls": [IMG]}]}, "elements", "elements"),
+    ("v1.6/pro/elements", {"input_image_urls": [IMG, IMG]}, "input_image_urls", "reference_images"),
+])
+def test_reference_to_video_only_on_vace(folders, endpoint_id, payload, field, feature):
+    for name, folder in folders.items():
+        caps = capabilities({"model": folder})
+        if name == "wan-vace":  # references (and elements' pictures) are VACE's reference images
+            admit(endpoint_id, payload, caps)
+            continue
+        item = refusal(endpoint_id, payload, caps, feature)
+        assert item["loc"] == ["body", field], name
+
+
+def test_voices_are_refused_on_vace(folders):
+    caps = capabilities({"model": folders["wan-vace"]})
+    element = {"frontal_image_url": IMG, "reference_image_urls": [IMG]}
+    # A voice bound to an element: VACE makes no speech (refused, whatever else is fine).
+    refusal("o3/standard/reference-to-video", {"elements": [{**element, "voice_id": "v1"}]}, caps, "voices")
 
 
 # -- sizes, frames, guidance ---------------------------------------------------------------------

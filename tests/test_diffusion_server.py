@@ -1,7 +1,8 @@
 """End to end: ``stillreel serve --engine diffusion`` on tiny checkpoints, real HTTP on loopback.
 
-Two servers: one started with ``--model FOLDER`` (every endpoint on the tiny LTX-2), one with
-``--config FILE`` binding endpoints to different tiny models. Requests go through fal's queue API;
+Two servers: one started with ``--model FOLDER`` (every endpoint on the tiny LTX-2, text-to-video
+ids included), one with ``--config FILE`` binding endpoints to different tiny models (a text-only
+Wan T2V among them). Requests go through fal's queue API;
 videos are downloaded and decoded with PyAV. The tiny folders carry their own stillreel.toml
 (2 steps, a 64×32 bucket), so the command lines are exactly what a user types.
 """
@@ -19,6 +20,11 @@ from videocheck import probe
 
 V1_PRO = "fal-ai/kling-video/v1/pro/image-to-video"
 V25 = "fal-ai/kling-video/v2.5-turbo/standard/image-to-video"
+V26T = "fal-ai/kling-video/v2.6/pro/text-to-video"  # generate_audio defaults to true
+O3T = "fal-ai/kling-video/o3/standard/text-to-video"
+V16T = "fal-ai/kling-video/v1.6/pro/text-to-video"
+O1R = "fal-ai/kling-video/o1/reference-to-video"
+O3R = "fal-ai/kling-video/o3/standard/reference-to-video"
 PORTRAIT_IMAGE = data_uri(png_bytes(64, 96, seed=4))
 END_IMAGE = data_uri(png_bytes(96, 64, seed=5))
 MASK = data_uri(png_bytes(96, 64, seed=6))
@@ -47,7 +53,12 @@ def config_server(tiny_models, tmp_path_factory):
         f'[engine]\nname = "diffusion"\nmodel = "{tiny_models[tiny.WAN21_I2V]}"\n\n'
         f'[endpoints."{O3}"]\nname = "diffusion"\nmodel = "{tiny_models[tiny.LTX2]}"\n\n'
         # Many steps: a job long enough to cancel halfway through.
-        f'[endpoints."{V25}"]\nname = "diffusion"\nmodel = "{tiny_models[tiny.WAN21_I2V]}"\nsteps = 1000\n'
+        f'[endpoints."{V25}"]\nname = "diffusion"\nmodel = "{tiny_models[tiny.WAN21_I2V]}"\nsteps = 1000\n\n'
+        # A text-to-video id on a text-only model, and an image-to-video id on it (refused).
+        f'[endpoints."{V26T}"]\nname = "diffusion"\nmodel = "{tiny_models[tiny.WAN21_T2V]}"\n\n'
+        f'[endpoints."{V1_PRO}"]\nname = "diffusion"\nmodel = "{tiny_models[tiny.WAN21_T2V]}"\n\n'
+        # Reference-to-video on Wan VACE.
+        f'[endpoints."{O3R}"]\nname = "diffusion"\nmodel = "{tiny_models[tiny.WAN_VACE]}"\n'
     )
     args = ["--config", str(config), "--cancel-grace", "60"]
     with LiveServer.start(folder / "data", auth=False, engine=None, args=args, env=ENV,
@@ -150,6 +161,66 @@ def test_config_binds_endpoints_to_their_models(config_server, tmp_path):
         assert engine_line(status).startswith("wan2.1-i2v: ")
         assert (facts["width"], facts["height"], facts["frames"], facts["fps"]) == (64, 32, 81, 16.0)
         assert facts["audio"] is None
+
+
+def test_model_flag_serves_text_to_video_with_audio(model_server, tmp_path):
+    with model_server.http() as client:
+        r = client.post(f"/queue/{O3T}", json={"prompt": "a cat walks", "duration": "3", "aspect_ratio": "9:16",
+                                               "generate_audio": True})
+        assert r.status_code == 200, r.text
+        status, facts = video_of(client, r.json(), tmp_path)
+    assert (facts["width"], facts["height"], facts["frames"], facts["fps"]) == (32, 64, 73, 24.0)
+    assert facts["audio"]["codec"] == "aac"
+    assert engine_line(status).startswith("ltx-2: ")
+
+
+def test_config_binds_a_text_to_video_id_to_a_text_model(config_server, tmp_path):
+    with config_server.http() as client:
+        r = client.post(f"/queue/{V26T}", json={"prompt": "a cat walks", "duration": "5"})
+        assert r.status_code == 200, r.text
+        submitted = r.json()
+        status, facts = video_of(client, submitted, tmp_path)
+        result = client.get(submitted["response_url"]).json()
+    assert engine_line(status).startswith("wan2.1-t2v: ")
+    # 16:9 is the endpoint's default aspect ratio: the tiny model's landscape bucket, 5 s at 16 fps.
+    assert (facts["width"], facts["height"], facts["frames"], facts["fps"]) == (64, 32, 81, 16.0)
+    # generate_audio defaults to true on v2.6; this model has no audio, so it ran without, and says so
+    # in the logs and in the stored result (an extra key that fal clients ignore).
+    assert facts["audio"] is None
+    assert result["stillreel"] == {"dropped_defaults": ["generate_audio"]}
+    assert any(e["level"] == "WARN" and e["message"].startswith("generate_audio:") and "without it" in e["message"]
+               for e in status["logs"])
+
+
+def test_config_t2v_refusals_at_submit(config_server):
+    with config_server.http() as client:
+        # Asked for explicitly, audio is refused rather than dropped.
+        r = client.post(f"/queue/{V26T}", json={"prompt": "a cat", "generate_audio": True})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "generate_audio"]
+        # An image-to-video id bound to the text-only model.
+        r = post(client, V1_PRO)
+        assert r.status_code == 422
+        item = r.json()["detail"][0]
+        assert item["type"] == "feature_not_supported" and item["loc"] == ["body", "image_url"]
+        assert item["ctx"]["feature"] == "image_to_video" and "wan2.1-t2v" in item["msg"]
+        # A text-to-video id on the default binding, an image-to-video model.
+        r = client.post(f"/queue/{V16T}", json={"prompt": "a cat"})
+        assert r.status_code == 422 and r.json()["detail"][0]["ctx"]["feature"] == "text_to_video"
+        # Reference images on the default binding (Wan2.1 I2V): refused.
+        r = client.post(f"/queue/{O1R}", json={"prompt": "@Image1 walks", "image_urls": [IMAGE]})
+        assert r.status_code == 422
+        assert "reference_images" in [d["ctx"]["feature"] for d in r.json()["detail"]]
+
+
+def test_config_binds_reference_to_video_to_vace(config_server, tmp_path):
+    element = {"frontal_image_url": END_IMAGE, "reference_image_urls": [MASK]}
+    with config_server.http() as client:
+        r = client.post(f"/queue/{O3R}", json={"prompt": "@Element1 meets @Image1", "duration": "3",
+                                               "aspect_ratio": "1:1", "image_urls": [IMAGE], "elements": [element]})
+        assert r.status_code == 200, r.text
+        status, facts = video_of(client, r.json(), tmp_path)
+    assert engine_line(status).startswith("wan-vace: ")
+    assert (facts["width"], facts["height"], facts["frames"], facts["fps"]) == (48, 48, 49, 16.0)
 
 
 def test_config_refusals_follow_each_endpoints_model(config_server):

@@ -1,4 +1,4 @@
-"""Tiny random image-to-video pipelines, built offline and saved with ``save_pretrained``.
+"""Tiny random image- and text-to-video pipelines, built offline and saved with ``save_pretrained``.
 
 The diffusion engine loads real checkpoints through ``from_pretrained``; these folders have the
 same layout as the published Diffusers repos (``model_index.json`` + one folder per component,
@@ -23,9 +23,12 @@ WAN21_I2V = "wan2.1-i2v"
 WAN21_FLF2V = "wan2.1-flf2v"
 WAN22_A14B = "wan2.2-i2v-a14b"
 WAN22_TI2V = "wan2.2-ti2v-5b"
+WAN21_T2V = "wan2.1-t2v"
+WAN22_T2V_A14B = "wan2.2-t2v-a14b"
+WAN_VACE = "wan-vace"
 LTX = "ltx-video"
 LTX2 = "ltx-2"
-ALL = (WAN21_I2V, WAN21_FLF2V, WAN22_A14B, WAN22_TI2V, LTX, LTX2)
+ALL = (WAN21_I2V, WAN21_FLF2V, WAN22_A14B, WAN22_TI2V, WAN21_T2V, WAN22_T2V_A14B, WAN_VACE, LTX, LTX2)
 
 
 def t5_tokenizer():
@@ -124,6 +127,47 @@ def wan22_ti2v():
         transformer=_wan_transformer(48, 48), vae=vae, scheduler=scheduler,
         text_encoder=_umt5(len(tokenizer)), tokenizer=tokenizer, transformer_2=None,
         boundary_ratio=None, expand_timesteps=True,
+    )
+
+
+def wan_t2v(two_experts: bool = False):
+    """Wan2.1 T2V (or Wan2.2 T2V-A14B with two experts): ``WanPipeline``, a 16-channel transformer
+    input (noise only; image-to-video ones take 36), no image encoder."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler, WanPipeline
+
+    tokenizer = t5_tokenizer()
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True])
+    if two_experts:
+        scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=12.0)
+    else:
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=5.0)
+    return WanPipeline(
+        transformer=_wan_transformer(16, 16), transformer_2=_wan_transformer(16, 16) if two_experts else None,
+        vae=vae, scheduler=scheduler, text_encoder=_umt5(len(tokenizer)), tokenizer=tokenizer,
+        boundary_ratio=0.875 if two_experts else None,
+    )
+
+
+def wan_vace():
+    """Wan2.1 VACE: a T2V transformer plus VACE blocks (at layers 0 and 2) that read the control
+    video, its mask and the reference images (96 channels: 2 × 16 latent + 8×8 mask patches)."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanVACEPipeline, WanVACETransformer3DModel
+
+    tokenizer = t5_tokenizer()
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True])
+    torch.manual_seed(0)
+    transformer = WanVACETransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
+        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=3, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32, vace_layers=[0, 2], vace_in_channels=96,
+    )
+    return WanVACEPipeline(
+        transformer=transformer, transformer_2=None, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0),
+        text_encoder=_umt5(len(tokenizer)), tokenizer=tokenizer,
     )
 
 
@@ -247,6 +291,9 @@ BUILDERS = {
     WAN21_FLF2V: lambda: wan21(flf2v=True),
     WAN22_A14B: wan22_a14b,
     WAN22_TI2V: wan22_ti2v,
+    WAN21_T2V: wan_t2v,
+    WAN22_T2V_A14B: lambda: wan_t2v(two_experts=True),
+    WAN_VACE: wan_vace,
     LTX: ltx_video,
     LTX2: ltx2,
 }

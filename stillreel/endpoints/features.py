@@ -25,6 +25,7 @@ class Feature:
 
 FEATURES: tuple[Feature, ...] = (
     Feature("text_to_video", "start_image", lambda p: p.start_image_url is None),
+    Feature("image_to_video", "start_image", lambda p: p.start_image_url is not None),
     Feature("end_frame", "end_image", lambda p: p.end_image_url is not None),
     Feature("motion_brush", "static_mask", lambda p: p.static_mask_url is not None),
     Feature("motion_brush", "dynamic_masks", lambda p: bool(p.dynamic_masks)),

@@ -110,6 +110,7 @@ class Capabilities:
     negative_prompt: bool = False
     aspect_ratio: bool = True
     text_to_video: bool = False  # no start image: the engine makes the first frame
+    image_to_video: bool = True  # a start image conditions the first frame (False: a text-only model)
     reference_images: bool = False
     elements: bool = False
     voices: bool = False

@@ -37,15 +37,18 @@ def render(plan: Plan, engine: Engine, fetcher, out_path: Path, progress: Progre
     from stillreel.media.inputs import resolve
 
     progress.report(0.0, "fetching inputs")
-    for attr in plan.dropped:
-        progress.log(f"{attr}: the endpoint's default asks for it but the {engine.name} engine cannot "
+    endpoint = find(plan.endpoint_id)
+    # Under the caller's own field names (generate_audio, not the normalized audio).
+    dropped = [endpoint.fal_loc((attr,))[-1] if endpoint else attr for attr in plan.dropped]
+    for name in dropped:
+        progress.log(f"{name}: the endpoint's default asks for it but the {engine.name} engine cannot "
                      "honour it; generating without it", "WARN")
     request = resolve(plan, fetcher)
     progress.report(0.0, f"generating {request.seconds} s with the {engine.name} engine")
     clip = engine.generate(request, progress)
     facts = encode(clip, out_path)
     return {**(clip.info or {}), "width": clip.width, "height": clip.height, "fps": clip.fps,
-            "frames": clip.frame_count, **({"dropped_defaults": list(plan.dropped)} if plan.dropped else {}),
+            "frames": clip.frame_count, **({"dropped_defaults": dropped} if dropped else {}),
             **({"encode": facts} if isinstance(facts, dict) else {})}
 
 

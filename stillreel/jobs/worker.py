@@ -217,7 +217,10 @@ class Worker:
             info = outcome[1] or {}
             logs.append((time.time(), "INFO", f"done: {info.get('frames', '?')} frames, "
                          f"{info.get('width', '?')}x{info.get('height', '?')} by the {info.get('engine', '?')} engine"))
-            self.store.finish(job, result={"video": video}, logs=logs)
+            result = {"video": video}
+            if info.get("dropped_defaults"):  # fal clients ignore keys they do not know
+                result["stillreel"] = {"dropped_defaults": list(info["dropped_defaults"])}
+            self.store.finish(job, result=result, logs=logs)
         elif kind == "cancelled":
             self.store.finish(job, canceled=True, logs=logs + [(time.time(), "INFO", "cancelled")])
         else:

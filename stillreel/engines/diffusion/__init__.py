@@ -1,4 +1,4 @@
-"""Diffusion engine: open image-to-video models (Wan, LTX-Video, LTX-2) through diffusers.
+"""Diffusion engine: open image- and text-to-video models (Wan, Wan VACE, LTX-Video, LTX-2) through diffusers.
 
 ``capabilities(options)`` reads only the checkpoint's JSON metadata (no torch import, no weights),
 so the API can refuse what the bound model cannot do at submit time. ``create(options)`` loads

@@ -1,6 +1,6 @@
 """What one pipeline call gets and gives back, shared by the family runners (wan, ltx, ltx2).
 
-A runner module offers:
+A runner module (wan, wan_t2v, vace, ltx, ltx2) offers:
 
 - ``load(model, dtype) -> pipeline`` with the real ``from_pretrained``;
 - ``denoisers(pipeline) -> list`` of its transformer(s), for the speed settings;
@@ -26,7 +26,7 @@ StepCallback = Callable[[object, int, object, dict], dict]
 class Call:
     prompt: str
     negative_prompt: str
-    image: PILImage.Image  # the first frame, already at (width, height)
+    image: PILImage.Image | None  # the first frame, already at (width, height); None: from text alone
     last_image: PILImage.Image | None  # the last frame, for families with end_frame
     width: int
     height: int
@@ -35,6 +35,7 @@ class Call:
     steps: int
     cfg: float  # fal's cfg_scale 0..1; each runner maps it onto its guidance knobs
     seed: int
+    references: tuple[PILImage.Image, ...] = ()  # subject/style references, for families that take them
 
 
 @dataclass

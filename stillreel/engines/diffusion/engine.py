@@ -1,11 +1,11 @@
-"""The diffusion engine: one loaded image-to-video pipeline, one request at a time.
+"""The diffusion engine: one loaded video pipeline (image and/or text to video), one request at a time.
 
 ``generate`` reads top to bottom as the recipe:
-1. capabilities were checked at submit (``stillreel.endpoints.features``); only a missing start frame
-   is refused here;
+1. capabilities were checked at submit (``stillreel.endpoints.features``); only a start frame the
+   model cannot take (or needs and lacks) is refused again here;
 2. pick the size (aspect → bucket) and the pipeline calls (duration → frames, long shots → segments);
-3. run each call from the previous call's last frame, reporting every denoising step (and
-   stopping at the next one once the job is cancelled);
+3. run each call from the previous call's last frame (a text-only model: each shot from its
+   prompt), reporting every denoising step (and stopping at the next one once the job is cancelled);
 4. stitch the calls into one clip (and one audio track), dropping each continuation's first
    frame, which repeats the frame it started from.
 CUDA running out of memory fails the request with ``out_of_memory`` and frees what it held, so
@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
+from PIL import Image as PILImage
 
 from stillreel.engines.base import Audio, Clip, EngineError, GenerationRequest, Progress
 from stillreel.engines.diffusion import loading, plan, speed
@@ -61,12 +62,16 @@ class DiffusionEngine:
         loading.free_memory()  # whatever a failed previous job left behind is unreferenced by now
         family = self.family
 
-        height, width = request.start_image.shape[:2]
-        size = plan.bucket(family.resolution, family.size_multiple, request.aspect, (width, height))
-        calls = plan.segments(request.shots, family.fps, family.frame_quantum, family.max_seconds)
-        start = plan.fit(request.start_image, size)
+        # From text alone with no aspect ratio: the landscape bucket (the model's own shape).
+        shape = request.start_image.shape[1::-1] if request.start_image is not None else family.resolution
+        size = plan.bucket(family.resolution, family.size_multiple, request.aspect, shape)
+        # A text-only model cannot continue from a frame: each shot is one call, whatever its length.
+        span = family.max_seconds if family.image_to_video else max(request.seconds, family.max_seconds)
+        calls = plan.segments(request.shots, family.fps, family.frame_quantum, span)
+        start = plan.fit(request.start_image, size) if request.start_image is not None else None
         end = plan.fit(request.end_image, size) if request.end_image is not None else None
         negative = request.negative_prompt if request.negative_prompt is not None else family.negative_prompt
+        references = self._references(request)
         progress.log(
             f"{family.name}: {len(request.shots)} shot(s) in {len(calls)} call(s), "
             f"{plan.total_frames(calls)} frames at {size[0]}x{size[1]}, {family.fps} fps, {family.steps} steps, "
@@ -84,10 +89,12 @@ class DiffusionEngine:
                     last_image=end if index == len(calls) - 1 else None,
                     width=size[0], height=size[1], frames=segment.frames, fps=family.fps,
                     steps=family.steps, cfg=request.guidance, seed=request.seed + index,
+                    references=references,  # every call: the subject stays the same across segments
                 )
                 output = self.runner.run(self.pipe, family, call, self._on_step(progress, index, len(calls)))
                 outputs.append(output)
-                image = plan.fit(output.frames[-1], size)  # the next call starts where this one ended
+                # The next call starts where this one ended; a text-only model's next shot starts afresh.
+                image = plan.fit(output.frames[-1], size) if family.image_to_video else None
         except Exception as exc:
             if not loading.is_out_of_memory(exc):
                 raise  # Cancelled included: the worker records the job as cancelled
@@ -108,13 +115,27 @@ class DiffusionEngine:
     # -- steps ------------------------------------------------------------------------------
 
     def _refuse_unsupported(self, request: GenerationRequest) -> None:
-        # Capabilities are checked at submit (stillreel.endpoints.features); a start frame is the
-        # one thing these image-to-video pipelines cannot run without at all.
-        if request.start_image is None:
-            raise EngineError(
-                f"text-to-video is not supported by the diffusion engine's model {self.options.model} "
-                f"({self.family.name})", error_type="feature_not_supported", loc=("start_image",),
-            )
+        # Capabilities are checked at submit (stillreel.endpoints.features); with or without a start
+        # frame is the one thing a pipeline cannot work around, so it is checked again here.
+        if request.start_image is None and not self.family.text_to_video:
+            what = "text-to-video (no start image)"
+        elif request.start_image is not None and not self.family.image_to_video:
+            what = "a start image"
+        else:
+            return
+        raise EngineError(
+            f"{what} is not supported by the diffusion engine's model {self.options.model} ({self.family.name})",
+            error_type="feature_not_supported", loc=("start_image",),
+        )
+
+    def _references(self, request: GenerationRequest) -> tuple[PILImage.Image, ...]:
+        """Reference images and every element's pictures, as given (the pipeline letterboxes them)."""
+        if not self.family.reference_images:
+            return ()  # refused at submit when the request used them
+        images = list(request.reference_images)
+        for element in request.elements:
+            images += [element.frontal, *element.references]
+        return tuple(PILImage.fromarray(np.ascontiguousarray(i[..., :3]), "RGB") for i in images)
 
     def _on_step(self, progress: Progress, call_index: int, calls: int):
         steps, total = self.family.steps, self.family.steps * calls
@@ -129,6 +150,8 @@ class DiffusionEngine:
     def _clip(self, outputs: list[Output], size: tuple[int, int], calls: list, seconds: float,
               request: GenerationRequest) -> Clip:
         # Every call after the first starts on the frame the previous one ended on: drop the repeat.
+        # (A text-only model's next shot is a cut; its first frame goes too, so that a clip of s
+        # seconds has the same frame count on every model.)
         parts = [outputs[0].frames] + [o.frames[1:] for o in outputs[1:]]
         frame_count = sum(len(p) for p in parts)
         # A joint audio-video model always makes a soundtrack; it is kept only when it was asked for.
@@ -137,12 +160,15 @@ class DiffusionEngine:
             "engine": self.name,
             "model": self.options.model,
             "family": self.family.name,
+            "mode": "image-to-video" if request.start_image is not None else "text-to-video",
             "steps": self.family.steps,
             "guidance_scale": round(plan.guidance_scale(request.guidance, self.family.guidance), 4),
             "calls": len(calls),
             "generate_seconds": round(seconds, 3),
             **self.speed_settings,
         }
+        if self.family.reference_images:
+            info["references"] = len(request.reference_images) + sum(1 + len(e.references) for e in request.elements)
         return Clip(
             fps=self.family.fps, width=size[0], height=size[1], frame_count=frame_count,
             frames=_frames(parts), audio=audio, info=info,

@@ -29,7 +29,7 @@ LTX_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
 @dataclass(frozen=True)
 class Family:
     name: str  # one of options.FAMILIES
-    runner: str  # the module that drives the pipeline: "wan", "ltx" or "ltx2"
+    runner: str  # the module that drives the pipeline: "wan", "wan_t2v", "vace", "ltx" or "ltx2"
     fps: int  # native frame rate
     frame_quantum: int  # frame counts are frame_quantum * k + 1 (the VAE's temporal compression)
     size_multiple: int  # width and height are multiples of this (VAE spatial compression × patch)
@@ -40,16 +40,28 @@ class Family:
     end_frame: bool
     audio: bool = False
     negative_prompt: str = ""
+    image_to_video: bool = True  # a start image conditions frame 0
+    text_to_video: bool = False  # runs from the prompt alone
+    guidance_2: float | None = None  # Wan2.2 A14B T2V: the low-noise expert's own recommended scale
+    reference_images: bool = False  # subject/style references (Kling's image_urls and elements)
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
+            text_to_video=self.text_to_video,
+            image_to_video=self.image_to_video,
             end_frame=self.end_frame,
             motion_brush=False,  # no trajectory conditioning in these diffusers pipelines
             camera=False,  # no camera conditioning either (camera LoRAs are not wired)
-            multi_shot=True,  # shots are made one after another, each from the last frame
+            # Shots are made one after another, each from the previous one's last frame (a text-only
+            # model starts each shot afresh: a hard cut).
+            multi_shot=True,
             audio=self.audio,
             negative_prompt=self.guidance > 1.0,  # a negative prompt only acts through CFG
             aspect_ratio=True,
+            # Kling's reference images and its elements' pictures both become the model's references
+            # (an element given as a video, and voices, stay unsupported).
+            reference_images=self.reference_images,
+            elements=self.reference_images,
         )
 
 
@@ -63,15 +75,31 @@ _DEFAULTS = {
     # Wan2.2 I2V-A14B: two experts; guidance (3.5, 3.5), 40 steps. 480P default (720P: resolution option).
     "wan2.2-i2v-a14b": Family("wan2.2-i2v-a14b", "wan", 16, 4, 16, (832, 480), 40, 3.5, 5, end_frame=False,
                               negative_prompt=WAN_NEGATIVE),
-    # Wan2.2 TI2V-5B: 1280×704 at 24 fps, 121 frames; 16× VAE × 2 patch = multiples of 32.
+    # Wan2.2 TI2V-5B: 1280×704 at 24 fps, 121 frames; 16× VAE × 2 patch = multiples of 32. Text and
+    # image to video in one checkpoint: with no image it runs as WanPipeline on the same weights.
     "wan2.2-ti2v-5b": Family("wan2.2-ti2v-5b", "wan", 24, 4, 32, (1280, 704), 50, 5.0, 5, end_frame=False,
-                             negative_prompt=WAN_NEGATIVE),
-    # LTX-Video 0.9.x through LTXConditionPipeline (keyframes at any index): 768×512 at 24 fps, 8k+1 frames.
+                             negative_prompt=WAN_NEGATIVE, text_to_video=True),
+    # Text-only models cannot continue from a frame, so a whole shot is one call (max_seconds 15 covers
+    # Kling's longest shot); each further shot starts afresh.
+    # Wan2.1 T2V 1.3B / 14B (WanPipeline, 16 latent channels in): 50 steps, guidance 5, 832×480 at 16 fps.
+    "wan2.1-t2v": Family("wan2.1-t2v", "wan_t2v", 16, 4, 16, (832, 480), 50, 5.0, 15, end_frame=False,
+                         negative_prompt=WAN_NEGATIVE, image_to_video=False, text_to_video=True),
+    # Wan2.2 T2V-A14B: two experts; the card's guidance is 4.0 (high noise) and 3.0 (low noise), 40 steps.
+    "wan2.2-t2v-a14b": Family("wan2.2-t2v-a14b", "wan_t2v", 16, 4, 16, (832, 480), 40, 4.0, 15, end_frame=False,
+                              negative_prompt=WAN_NEGATIVE, image_to_video=False, text_to_video=True,
+                              guidance_2=3.0),
+    # Wan VACE (WanVACEPipeline, Wan2.1-VACE 1.3B/14B): text, start/end frames as a masked video, and
+    # reference images of subjects; 832×480 at 16 fps, 50 steps, guidance 5.
+    "wan-vace": Family("wan-vace", "vace", 16, 4, 16, (832, 480), 50, 5.0, 5, end_frame=True,
+                       negative_prompt=WAN_NEGATIVE, text_to_video=True, reference_images=True),
+    # LTX-Video 0.9.x through LTXConditionPipeline (keyframes at any index, or none: text to video):
+    # 768×512 at 24 fps, 8k+1 frames.
     "ltx-video": Family("ltx-video", "ltx", 24, 8, 32, (768, 512), 40, 3.0, 10, end_frame=True,
-                        negative_prompt=LTX_NEGATIVE),
-    # LTX-2: joint audio and video; guidance 3.0 (audio 7.0, scaled together), 8k+1 frames at 24 fps.
+                        negative_prompt=LTX_NEGATIVE, text_to_video=True),
+    # LTX-2: joint audio and video; guidance 3.0 (audio 7.0, scaled together), 8k+1 frames at 24 fps;
+    # without conditions LTX2ConditionPipeline is text to video (and audio).
     "ltx-2": Family("ltx-2", "ltx2", 24, 8, 32, (768, 512), 40, 3.0, 10, end_frame=True, audio=True,
-                    negative_prompt=LTX_NEGATIVE),
+                    negative_prompt=LTX_NEGATIVE, text_to_video=True),
 }
 assert set(_DEFAULTS) == set(FAMILIES)
 
@@ -79,8 +107,11 @@ assert set(_DEFAULTS) == set(FAMILIES)
 def resolve(options: DiffusionOptions) -> Family:
     """The family of ``options.model`` with the options' overrides applied."""
     family = _DEFAULTS[options.family or detect_name(options.model)]
-    if family.name in ("wan2.1-i2v", "wan2.2-i2v-a14b") and "720p" in options.model.lower():
+    if family.name in ("wan2.1-i2v", "wan2.2-i2v-a14b", "wan2.1-t2v", "wan2.2-t2v-a14b") \
+            and "720p" in options.model.lower():
         family = replace(family, resolution=(1280, 720))
+    if options.guidance is not None:
+        family = replace(family, guidance_2=None)  # a guidance option sets both experts alike
     overrides = {
         "steps": options.steps,
         "guidance": options.guidance,
@@ -112,31 +143,41 @@ def _from_index(model: str, index: dict) -> str:
         return "ltx-2"
     if cls.startswith("LTX"):
         return "ltx-video"
+    if cls == "WanVACEPipeline":
+        return "wan-vace"
     if cls.startswith("Wan") and "VACE" not in cls and "Animate" not in cls:
         transformer = _read_json(model, "transformer/config.json") or {}
         if index.get("expand_timesteps"):
             return "wan2.2-ti2v-5b"
-        if transformer.get("in_channels", 36) != 36:
+        two_experts = (index.get("transformer_2") or [None])[0] is not None
+        # Text-to-video transformers take the 16 noise channels alone; image-to-video ones 36
+        # (noise + the image's latents + a 4-channel frame mask).
+        in_channels = transformer.get("in_channels", 36)
+        if in_channels == 16:
+            return "wan2.2-t2v-a14b" if two_experts else "wan2.1-t2v"
+        if in_channels != 36:
             raise OptionsError(
-                f"diffusion engine: {model!r} is a text-to-video Wan checkpoint (transformer in_channels "
-                f"{transformer.get('in_channels')}); use an image-to-video one (Wan2.1-I2V, FLF2V, "
-                "Wan2.2-I2V-A14B or Wan2.2-TI2V-5B)"
+                f"diffusion engine: {model!r} is a Wan checkpoint with transformer in_channels {in_channels}, "
+                "neither text-to-video (16) nor image-to-video (36)"
             )
-        if (index.get("transformer_2") or [None])[0] is not None:
+        if two_experts:
             return "wan2.2-i2v-a14b"
         if transformer.get("pos_embed_seq_len"):
             return "wan2.1-flf2v"
         return "wan2.1-i2v"
     raise OptionsError(
-        f"diffusion engine: {model!r} is a {cls or 'unknown'} checkpoint; supported: Wan image-to-video "
-        "(Wan2.1 I2V/FLF2V, Wan2.2 I2V-A14B/TI2V-5B), LTX-Video 0.9.x and LTX-2"
+        f"diffusion engine: {model!r} is a {cls or 'unknown'} checkpoint; supported: Wan (Wan2.1 I2V/FLF2V/T2V/VACE, "
+        "Wan2.2 I2V-A14B/T2V-A14B/TI2V-5B), LTX-Video 0.9.x and LTX-2"
     )
 
 
 _NAME_PATTERNS = [
     (r"ltx-?2", "ltx-2"),
     (r"ltx", "ltx-video"),
+    (r"wan.*vace", "wan-vace"),
     (r"wan2\.2.*ti2v", "wan2.2-ti2v-5b"),
+    (r"wan2\.2.*t2v", "wan2.2-t2v-a14b"),
+    (r"wan.*t2v", "wan2.1-t2v"),
     (r"wan2\.2.*i2v", "wan2.2-i2v-a14b"),
     (r"wan.*flf2v", "wan2.1-flf2v"),
     (r"wan.*i2v", "wan2.1-i2v"),

@@ -1,7 +1,8 @@
 """LTX-Video 0.9.x through ``LTXConditionPipeline``: image keyframes at any frame index.
 
 The published folders name ``LTXPipeline`` (text to video); the condition pipeline has the same
-components and places the start image at frame 0 and the end image at the last frame.
+components and places the start image at frame 0 and the end image at the last frame; with
+neither it generates from the prompt alone (text to video).
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ def size_multiple(pipe) -> int:
 def run(pipe, family: Family, call: Call, on_step_end: StepCallback) -> Output:
     from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
 
-    conditions = [LTXVideoCondition(image=call.image, frame_index=0)]
+    # No conditions at all is plain text to video on the same weights.
+    conditions = [LTXVideoCondition(image=call.image, frame_index=0)] if call.image is not None else []
     if call.last_image is not None:
         conditions.append(LTXVideoCondition(image=call.last_image, frame_index=call.frames - 1))
     guidance = guidance_scale(call.cfg, family.guidance)
     kwargs = dict(
-        conditions=conditions,
+        conditions=conditions or None,
         prompt=call.prompt,
         negative_prompt=call.negative_prompt if guidance > 1.0 else None,
         height=call.height,

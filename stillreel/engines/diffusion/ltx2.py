@@ -1,6 +1,7 @@
 """LTX-2 through ``LTX2ConditionPipeline``: video and its audio track in one pass.
 
-The start image conditions frame 0 and the end image the last frame (``index=-1``). LTX-2 has
+The start image conditions frame 0 and the end image the last frame (``index=-1``); with neither
+it runs from the prompt alone. LTX-2 has
 four guidance knobs per modality — text CFG, spatio-temporal guidance (STG), modality isolation
 and rescale; cfg_scale scales the first three together so that 0 turns every extra pass off and
 0.5 gives the model card's values (video CFG 3, audio CFG 7, STG 1 on block 28, modality 3).
@@ -65,13 +66,14 @@ def guidance_knobs(cfg: float, recommended: float, num_layers: int) -> dict:
 def run(pipe, family: Family, call: Call, on_step_end: StepCallback) -> Output:
     from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
 
-    conditions = [LTX2VideoCondition(frames=call.image, index=0)]
+    # No conditions at all is text to video (and audio) on the same weights.
+    conditions = [LTX2VideoCondition(frames=call.image, index=0)] if call.image is not None else []
     if call.last_image is not None:
         conditions.append(LTX2VideoCondition(frames=call.last_image, index=-1))
     knobs = guidance_knobs(call.cfg, family.guidance, pipe.transformer.config.num_layers)
     guided = knobs["guidance_scale"] > 1.0 or knobs["audio_guidance_scale"] > 1.0
     out = pipe(
-        conditions=conditions,
+        conditions=conditions or None,
         prompt=call.prompt,
         negative_prompt=call.negative_prompt if guided else None,
         height=call.height,

@@ -24,7 +24,8 @@ OFFLOAD = ("none", "model", "sequential", "group")
 # AttentionBackendName values, checked against the installed diffusers when the model loads.
 ATTENTION_AUTO = "auto"
 CACHES = ("none", "first_block", "taylorseer", "pab", "mag")
-FAMILIES = ("wan2.1-i2v", "wan2.1-flf2v", "wan2.2-i2v-a14b", "wan2.2-ti2v-5b", "ltx-video", "ltx-2")
+FAMILIES = ("wan2.1-i2v", "wan2.1-flf2v", "wan2.2-i2v-a14b", "wan2.2-ti2v-5b", "wan2.1-t2v", "wan2.2-t2v-a14b",
+            "wan-vace", "ltx-video", "ltx-2")
 
 KNOWN = {
     "model": "path to a Diffusers-format folder, or a Hugging Face hub id",

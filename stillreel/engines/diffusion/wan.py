@@ -6,7 +6,8 @@ One pipeline class serves all four checkpoints; they differ in what the folder h
 - Wan2.2 I2V-A14B: two experts (``transformer`` for high noise, ``transformer_2`` for low noise)
   with their own guidance scales (``guidance_scale``, ``guidance_scale_2``), no image encoder.
 - Wan2.2 TI2V-5B: the image becomes the first latent frame (``expand_timesteps``); its published
-  folder names ``WanPipeline``, and loading it as ``WanImageToVideoPipeline`` is what the docs do.
+  folder names ``WanPipeline``, and loading it as ``WanImageToVideoPipeline`` is what the docs do;
+  without a start image it runs as ``WanPipeline`` on the same modules (wan_t2v.py).
 The model cards load the VAE and the image encoder in float32 and the rest in bfloat16; so do we.
 """
 
@@ -16,9 +17,12 @@ from contextlib import contextmanager
 
 import torch
 
+from stillreel.engines.diffusion import wan_t2v
 from stillreel.engines.diffusion.call import Call, Output, StepCallback, generator, video_to_uint8
 from stillreel.engines.diffusion.families import Family
 from stillreel.engines.diffusion.plan import guidance_scale
+# The text-to-video pipeline's VAE and patch geometry are the image ones' too.
+from stillreel.engines.diffusion.wan_t2v import denoisers, frame_quantum, size_multiple  # noqa: F401 (runner interface)
 
 
 def load(model: str, dtype: torch.dtype):
@@ -29,19 +33,9 @@ def load(model: str, dtype: torch.dtype):
     return WanImageToVideoPipeline.from_pretrained(model, dtype=dtypes)
 
 
-def denoisers(pipe) -> list:
-    return [m for m in (pipe.transformer, getattr(pipe, "transformer_2", None)) if m is not None]
-
-
-def frame_quantum(pipe) -> int:
-    return int(pipe.vae_scale_factor_temporal)
-
-
-def size_multiple(pipe) -> int:
-    return int(pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size[1])
-
-
 def run(pipe, family: Family, call: Call, on_step_end: StepCallback) -> Output:
+    if call.image is None:  # TI2V-5B from text alone (the only image family that has text_to_video)
+        return wan_t2v.run(pipe, family, call, on_step_end)
     guidance = guidance_scale(call.cfg, family.guidance)
     kwargs = dict(
         image=call.image,
