@@ -7,6 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from kindcheck import best_match, correlation, cover_crop
 from videocheck import RecordingProgress, consecutive_mad, decode, fractal_image, mean_motion, probe, psnr, render
 
 from stillreel.endpoints.registry import ENDPOINTS, InputError
@@ -18,35 +19,6 @@ SCALE = 0.25  # 320x180 at 16:9: enough for flow and correlation, quick to rende
 
 def t2v(prompt="a lighthouse at dusk, the camera zooms in", seconds=3, **kw) -> GenerationRequest:
     return GenerationRequest(None, (Shot(prompt, seconds),), seconds, **kw)
-
-
-def cover_crop(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Scale to cover, centre-crop (written here independently of the engine's Cover)."""
-    h, w = img.shape[:2]
-    s = max(width / w, height / h)
-    rw, rh = max(width, round(w * s)), max(height, round(h * s))
-    big = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
-    x0, y0 = (rw - width) // 2, (rh - height) // 2
-    return big[y0:y0 + height, x0:x0 + width]
-
-
-def correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of the two images' grey levels at 64 px wide (robust to codec noise)."""
-    def small(img):
-        grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        return cv2.resize(grey, (64, round(64 * img.shape[0] / img.shape[1])), interpolation=cv2.INTER_AREA).ravel()
-
-    x, y = small(a), small(b)
-    x, y = x - x.mean(), y - y.mean()
-    return float((x @ y) / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-9))
-
-
-def best_match(frames: list[np.ndarray], image: np.ndarray) -> tuple[float, int]:
-    """(highest correlation of any frame with ``image`` cover-cropped to the frame size, that frame)."""
-    h, w = frames[0].shape[:2]
-    target = cover_crop(image, w, h)
-    scores = [correlation(f, target) for f in frames]
-    return max(scores), int(np.argmax(scores))
 
 
 # ------------------------------------------------------------------------------ admission
