@@ -99,14 +99,20 @@ def test_text_to_video_frames_move_with_the_prompts_camera(zoom_clip, tmp_path):
     assert consecutive_mad(still).max() < 0.5 and psnr(still[0], still[-1]) > 40
 
 
+def raw_frames(request: GenerationRequest) -> np.ndarray:
+    return np.stack(list(create({"size_scale": SCALE}).generate(request, NullProgress()).frames))
+
+
 def test_text_to_video_is_deterministic_and_follows_prompt_and_seed(zoom_clip, tmp_path):
+    # The engine's own output (the I420 frames it hands the encoder) is compared: x264 with frame
+    # threads does not always give the same bytes under heavy CPU contention, whatever the engine.
+    frames = raw_frames(t2v(seed=11))
+    assert np.array_equal(frames, raw_frames(t2v(seed=11)))
+    assert not np.array_equal(frames, raw_frames(t2v(seed=12)))
     engine = create({"size_scale": SCALE})
-    again, _ = render(engine, t2v(seed=11), tmp_path / "a.mp4")
-    assert again.read_bytes() == zoom_clip[0].read_bytes()
     other_seed, _ = render(engine, t2v(seed=12), tmp_path / "b.mp4")
     other_prompt, _ = render(engine, t2v("a red desert, the camera zooms in", seed=11), tmp_path / "c.mp4")
     first = decode(zoom_clip[0])[0]
-    assert other_seed.read_bytes() != again.read_bytes() and other_prompt.read_bytes() != again.read_bytes()
     assert correlation(decode(other_seed)[0], first) < 0.7  # another layout
     # The palette comes from the prompt: another prompt, other colours.
     assert np.abs(decode(other_prompt)[0].mean(axis=(0, 1)) - first.mean(axis=(0, 1))).max() > 8
@@ -153,6 +159,14 @@ def test_each_reference_and_element_image_is_shown(reference_clip):
     for img in pictures:
         target = cover_crop(img, w, h)
         assert sum(correlation(f, target) > 0.9 for f in frames) >= 6
+
+
+def test_element_voices_are_noted():
+    element = Element(ELEMENT.frontal, ELEMENT.references, voice_id="voice-42")
+    progress = RecordingProgress()
+    clip = create({"size_scale": 0.1}).generate(GenerationRequest(START, (Shot("x", 3),), 3, elements=(element,)), progress)
+    assert any("@Element1: voice-42" in line and "no speech" in line for line in progress.logs)
+    clip.frames.close()
 
 
 def test_starts_on_the_start_image_then_follows_the_prompts_order(reference_clip):
