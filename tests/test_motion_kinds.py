@@ -41,6 +41,42 @@ def test_every_id_is_admitted_on_the_motion_engine(endpoint_id):
         assert plan.start_image_url is None
 
 
+NEW_KINDS = sorted(i for i, e in ENDPOINTS.items() if e.category != "image-to-video")
+
+
+@pytest.mark.parametrize("endpoint_id", NEW_KINDS)
+def test_every_new_kind_renders_from_fal_input_to_frames(endpoint_id):
+    """fal's input → plan → admitted → inputs fetched (data URIs) → the engine's frames, for each of
+    the 23 ids the motion engine used to refuse, with every image field the id has."""
+    from apihelp import data_uri
+    from kindcheck import picture_png
+
+    from stillreel.config import Limits
+    from stillreel.media.inputs import Fetcher, resolve
+
+    endpoint = ENDPOINTS[endpoint_id]
+    fields = endpoint.input_model.model_fields
+    uri = [data_uri(picture_png(seed, 320, 240)) for seed in range(70, 74)]
+    payload = {"prompt": "@Image1 and @Element1, the camera zooms in", "duration": "5", "aspect_ratio": "9:16"}
+    if "image_urls" in fields or "input_image_urls" in fields:
+        payload["image_urls" if "image_urls" in fields else "input_image_urls"] = uri[:2]
+    if "elements" in fields:
+        payload["elements"] = [{"frontal_image_url": uri[2], "reference_image_urls": [uri[3]]}]
+    plan = endpoint.admit(endpoint.plan(payload), CAPABILITIES, "motion engine")
+    with Fetcher(None, Limits()) as fetcher:
+        request = resolve(plan, fetcher)
+    progress = RecordingProgress()
+    clip = create({"size_scale": 0.1}).generate(request, progress)
+    frames = list(clip.frames)
+    w, h = (216, 384) if "/4k/" in endpoint_id else (72, 128)  # 9:16 at a tenth of the tier's size
+    assert (clip.width, clip.height) == (w, h) and len(frames) == 120 == clip.frame_count
+    assert all(f.shape == (h * 3 // 2, w) for f in frames)
+    shown = len(plan.reference_image_urls) + 2 * len(plan.elements)
+    assert len(clip.info.get("references", [])) == shown
+    assert (clip.info["start_frame"] == "procedural (not generative)") == (shown == 0)
+    assert any("not generative" in line for line in progress.logs)
+
+
 def test_reference_and_element_requests_are_admitted():
     o3 = ENDPOINTS["fal-ai/kling-video/o3/pro/reference-to-video"]
     element = {"frontal_image_url": "f", "reference_image_urls": ["r"]}
