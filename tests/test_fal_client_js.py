@@ -16,10 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from kindcheck import check_kind_video, picture_png, rgb_of
 from live_server import LiveServer, png_bytes, video_facts
 
 JS = Path(__file__).resolve().parent / "js"
 TEST_FILES = sorted(p.name for p in JS.glob("*.test.mjs"))
+# Pictures for kinds.test.mjs (name: seed, size); "unrelated" is never sent: the control.
+PICTURES = {"a": (61, 400, 300), "b": (62, 300, 400), "frontal": (63, 360, 360), "view": (64, 400, 300),
+            "start": (65, 640, 360), "unrelated": (66, 400, 300)}
 
 
 def pinned_version() -> str:
@@ -50,12 +54,17 @@ def test_js_client(test_file, node_ready, server, tmp_path):
     image.write_bytes(png_bytes(320, 240, seed=7))
     record = tmp_path / "videos.jsonl"
     record.touch()
+    pictures = {}
+    for name, (seed, width, height) in PICTURES.items():
+        pictures[name] = tmp_path / f"{name}.png"
+        pictures[name].write_bytes(picture_png(seed, width, height))
     env = {
         **os.environ,
         "STILLREEL_URL": server.url,
         "STILLREEL_KEY": server.key,
         "STILLREEL_TEST_IMAGE": str(image),
         "STILLREEL_TEST_RECORD": str(record),
+        "STILLREEL_TEST_PICTURES": json.dumps({n: str(p) for n, p in pictures.items() if n != "unrelated"}),
         "FAL_KEY": "",  # the tests pass credentials explicitly; never pick up a real key
     }
     proc = subprocess.run([node_ready, "--test", "--test-reporter=spec", test_file], cwd=JS, env=env,
@@ -69,8 +78,14 @@ def test_js_client(test_file, node_ready, server, tmp_path):
         path.write_bytes(httpx.get(entry["url"], timeout=60).content)
         facts = video_facts(path)
         assert facts["codec"] == "h264" and facts["frames"] > 0, (entry, facts)
+        if "expect" in entry:  # kinds.test.mjs: what the clip must be, checked on the decoded frames
+            expect = dict(entry["expect"])
+            expect["shows"] = [rgb_of(pictures[n]) for n in expect.get("shows", [])]
+            if "starts_on" in expect:
+                expect["starts_on"] = rgb_of(pictures[expect["starts_on"]])
+            check_kind_video(path, unrelated=rgb_of(pictures["unrelated"]), **expect)
 
 
 def test_every_js_test_file_is_run():
     # Guards the parametrization above against an empty glob (a moved folder would pass silently).
-    assert {"queue.test.mjs", "storage.test.mjs", "routing.test.mjs"} <= set(TEST_FILES)
+    assert {"queue.test.mjs", "storage.test.mjs", "routing.test.mjs", "kinds.test.mjs"} <= set(TEST_FILES)

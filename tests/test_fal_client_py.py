@@ -17,6 +17,7 @@ import time
 import fal_client
 import httpx
 import pytest
+from kindcheck import check_kind_video, picture_png, rgb_of
 from live_server import LiveServer, WebhookReceiver, png_bytes, verify_fal_webhook, video_facts
 from PIL import Image
 
@@ -25,6 +26,11 @@ from stillreel.compat import use_stillreel
 V2 = "fal-ai/kling-video/v2/master/image-to-video"
 O3 = "fal-ai/kling-video/o3/standard/image-to-video"
 V1 = "fal-ai/kling-video/v1/standard/image-to-video"
+# One id of each kind, for the end-to-end checks at the bottom.
+T2V = "fal-ai/kling-video/v3/standard/text-to-video"
+I2V_ELEMENTS = "fal-ai/kling-video/v3/standard/image-to-video"
+R2V = "fal-ai/kling-video/o1/standard/reference-to-video"
+ELEMENTS = "fal-ai/kling-video/v1.6/standard/elements"
 MiB = 1024 * 1024
 
 
@@ -333,3 +339,70 @@ def test_async_validation_error(image_path):
         asyncio.run(flow())
     assert err.value.status_code == 422
     assert err.value.message[0]["loc"] == ["body", "image_url"]
+
+
+# --- every kind: text-, image-, reference-to-video and elements, decoded and checked ----------
+
+
+@pytest.fixture(scope="module")
+def pictures():
+    """Distinct textured pictures (PNG bytes) by name; "unrelated" is never sent (the control)."""
+    return {name: picture_png(seed) for name, seed in
+            [("a", 51), ("b", 52), ("frontal", 53), ("view", 54), ("unrelated", 55)]}
+
+
+def downloaded(server: LiveServer, output: dict, tmp_path, name: str):
+    check_video(server, output, tmp_path, name)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("audio", [None, False], ids=["audio-default-on", "audio-off"])
+def test_text_to_video_through_fal_client(server, tmp_path, audio):
+    arguments = {"prompt": "a harbour at night, the camera pans left", "duration": "3", "aspect_ratio": "9:16"}
+    if audio is not None:
+        arguments["generate_audio"] = audio
+    updates = []
+    output = fal_client.subscribe(T2V, arguments=arguments, with_logs=True, on_queue_update=updates.append)
+    # v3's generate_audio defaults to true: an AAC track exactly when it is on.
+    path = downloaded(server, output, tmp_path, "t2v.mp4")
+    check_kind_video(path, aspect="9:16", seconds=3, audio=audio is None)
+    logs = [log["message"] for u in updates if isinstance(u, fal_client.InProgress) for log in (u.logs or [])]
+    assert any("procedural" in m for m in logs), logs
+
+
+def test_image_to_video_with_an_element_through_fal_client(server, tmp_path, pictures):
+    start = picture_png(56, 640, 360)
+    output = fal_client.subscribe(I2V_ELEMENTS, arguments={
+        "prompt": "@Element1 walks in", "duration": "3", "start_image_url": fal_client.upload(start, "image/png"),
+        "elements": [{"frontal_image_url": fal_client.upload(pictures["frontal"], "image/png"),
+                      "reference_image_urls": [fal_client.upload(pictures["view"], "image/png")]}],
+    })
+    path = downloaded(server, output, tmp_path, "i2v.mp4")
+    check_kind_video(path, aspect="16:9", seconds=3, audio=True, starts_on=rgb_of(start),
+                     shows=[rgb_of(pictures["frontal"]), rgb_of(pictures["view"])],
+                     unrelated=rgb_of(pictures["unrelated"]))
+
+
+def test_reference_to_video_through_fal_client(server, tmp_path, pictures):
+    url = {name: fal_client.upload(data, "image/png") for name, data in pictures.items() if name != "unrelated"}
+    output = fal_client.run(R2V, arguments={
+        "prompt": "@Image2 and @Element1 by the sea", "duration": "3", "aspect_ratio": "1:1",
+        "image_urls": [url["a"], url["b"]],
+        "elements": [{"frontal_image_url": url["frontal"], "reference_image_urls": [url["view"]]}],
+    })
+    path = downloaded(server, output, tmp_path, "r2v.mp4")
+    check_kind_video(path, aspect="1:1", seconds=3, audio=False,
+                     shows=[rgb_of(pictures[n]) for n in ("a", "b", "frontal", "view")],
+                     starts_on=rgb_of(pictures["b"]),  # no start image: the first picture the prompt names
+                     unrelated=rgb_of(pictures["unrelated"]))
+
+
+def test_elements_through_fal_client(server, tmp_path, pictures):
+    output = fal_client.subscribe(ELEMENTS, arguments={
+        "prompt": "two friends meet", "aspect_ratio": "9:16",
+        "input_image_urls": [fal_client.encode(pictures["a"], "image/png"), fal_client.encode(pictures["b"], "image/png")],
+    })
+    path = downloaded(server, output, tmp_path, "elements.mp4")
+    check_kind_video(path, aspect="9:16", seconds=5, audio=False,
+                     shows=[rgb_of(pictures["a"]), rgb_of(pictures["b"])], starts_on=rgb_of(pictures["a"]),
+                     unrelated=rgb_of(pictures["unrelated"]))

@@ -80,13 +80,20 @@ class Endpoint:
         (422 ``feature_not_supported``) for what the caller asked for explicitly and it cannot do."""
         plan, refused = features.apply(plan, caps)
         if refused:
-            raise InputError([
-                {"loc": self.fal_loc((f.attr,)), "type": "feature_not_supported",
-                 "msg": f"{self.fal_loc((f.attr,))[-1]} is not supported by the {engine} serving this endpoint",
-                 "ctx": {"feature": f.capability, "engine": engine}}
-                for f in refused
-            ])
+            raise InputError([self._refusal(f, engine) for f in refused])
         return plan
+
+    def _refusal(self, feature: features.Feature, engine: str) -> dict:
+        # An attribute this endpoint has no fal field for (text-to-video ids have no start image
+        # field: the *absence* of an image is the feature) is located at the body, not at a name
+        # the caller never saw; the message names the feature instead.
+        name = self.fields.get(feature.attr)
+        what = name or feature.capability.replace("_", "-")
+        if feature.capability == "text_to_video":  # refused for what is missing, not for what is set
+            what = "text-to-video" + (f" (a request without {name})" if name else "")
+        return {"loc": self.fal_loc((feature.attr,)) if name else ["body"], "type": "feature_not_supported",
+                "msg": f"{what} is not supported by the {engine} serving this endpoint",
+                "ctx": {"feature": feature.capability, "engine": engine}}
 
     def fal_loc(self, loc: tuple) -> list:
         return mapping.fal_loc(loc, self.fields)

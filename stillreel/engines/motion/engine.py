@@ -29,6 +29,9 @@ CAPABILITIES = Capabilities(
     intelligent_shots=True,  # the prompt split into shots (shots.split_prompt)
     voices=True,  # noted in the logs; nothing is spoken
     aspect_ratio=True,
+    text_to_video=True,  # a procedural start frame (procedural.py), not generated from the prompt
+    reference_images=True,  # each shown in turn, cover-cropped (stills.py), not composed into a scene
+    elements=True,  # their frontal and reference images, shown like reference images
 )
 
 _DONE = object()

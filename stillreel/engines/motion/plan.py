@@ -4,6 +4,10 @@ Everything here is cheap (sizes, checks, small mask resamples); the expensive pr
 fill, optical flow) happens on the render thread. Errors are ``EngineError`` 422s whose ``loc``
 names the normalized request's attribute without a ``"body"`` prefix (``("end_image",)``,
 ``("dynamic_masks", 2, "trajectory")``); the endpoint layer translates it to fal's field once.
+
+The clip is made of stills (``stills.py``): the start image, else a procedural frame for
+text-to-video, then the reference images and elements' pictures. The stills are spread over the
+shots (hard cuts between shots); a shot with several stills cross-dissolves through them.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ import numpy as np
 
 from stillreel.engines.base import Aspect, Audio, Shot, ShotType, Tier, CameraPreset, DynamicMask, EngineError, GenerationRequest
 from stillreel.engines.motion.camera import Move, PRESETS, PUSH_IN, STILL, move_from_prompt, strength
-from stillreel.engines.motion.shots import DEFAULT_CYCLE, FRAMINGS, focus_points, framed_still, framing_from_prompt, split_prompt
+from stillreel.engines.motion.shots import DEFAULT_CYCLE, FRAMINGS, framed_still, framing_from_prompt, split_prompt
 from stillreel.engines.motion.geometry import FPS, Cover, nearest_aspect, output_size
 from stillreel.engines.motion.morph import Morph
-from stillreel.engines.motion.scene import BrushStroke, Renderer, Scene, Sequence
+from stillreel.engines.motion.scene import BrushStroke, Dissolve, Renderer, Scene, Sequence
+from stillreel.engines.motion.stills import (
+    MIN_FRAMES_PER_STILL, Still, allot, dissolve_lengths, fit, given, procedural, references,
+)
 from stillreel.engines.motion.sound import eased_speed, soundtrack
 
 ENGINE = "motion"
@@ -98,6 +105,11 @@ def _check_combinations(request: GenerationRequest) -> None:
                     (mask_field,))
     if has_masks and len(request.shots) > 1:
         raise _fail("motion-brush masks cannot be combined with multiple shots", (mask_field,))
+    if has_masks and request.start_image is None:
+        raise _fail("motion-brush masks need a start image (they are drawn on it)", (mask_field,))
+    if has_masks and (request.reference_images or request.elements):
+        # The masks select parts of the start image; the reference pictures that follow it have none.
+        raise _fail("motion-brush masks cannot be combined with reference images or elements", (mask_field,))
 
 
 def _mask(mask, image_hw: tuple[int, int], cover: Cover, loc: tuple, what: str) -> np.ndarray:
@@ -143,11 +155,60 @@ def _camera_for(request: GenerationRequest, prompt: str, strength: float, still_
     return STILL if move.is_still else move.scaled(strength)
 
 
-def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPlan:
-    """Validate ``request`` and decide every shot; raises ``EngineError``."""
-    _check_image(request.start_image, ("start_image",), "start image")
+def _check_images(request: GenerationRequest) -> None:
+    if request.start_image is not None:
+        _check_image(request.start_image, ("start_image",), "start image")
     if request.end_image is not None:
         _check_image(request.end_image, ("end_image",), "end image")
+    for i, img in enumerate(request.reference_images):
+        _check_image(img, ("reference_images", i), f"reference image {i + 1}")
+    for i, element in enumerate(request.elements):
+        _check_image(element.frontal, ("elements", i, "frontal"), f"frontal image of element {i + 1}")
+        for j, view in enumerate(element.references):
+            _check_image(view, ("elements", i, "references", j), f"reference image {j + 1} of element {i + 1}")
+
+
+def _aspect(request: GenerationRequest) -> Aspect:
+    if request.aspect:
+        return Aspect(request.aspect)
+    if request.start_image is not None:
+        return nearest_aspect(request.start_image.shape[1], request.start_image.shape[0])
+    return Aspect.LANDSCAPE  # no image to follow: fal's default aspect_ratio
+
+
+def _groups(stills: list[Still], shots: tuple[Shot, ...]) -> list[list[Still]]:
+    """The stills each shot shows: all of them spread over the shots in order (in proportion to the
+    shots' lengths), or, with more shots than stills, one each, starting over from the first."""
+    if len(stills) < len(shots):
+        return [[stills[k % len(stills)]] for k in range(len(shots))]
+    counts = allot(len(stills), [s.seconds for s in shots])
+    bounds = np.cumsum([0, *counts])
+    return [stills[bounds[k]:bounds[k + 1]] for k in range(len(shots))]
+
+
+def _opening_notes(first: Still, request: GenerationRequest, pictures: list, left_out: list, label: str) -> list[str]:
+    notes = [f"{ENGINE} engine: animates still images with geometry and optical flow; it is not generative and "
+             "invents no new content"]
+    if first.kind == "procedural":
+        notes.append("text-to-video: the start frame is procedural (seeded shapes and texture, palette from a hash "
+                     "of the prompt), not generated from the prompt; the prompt's camera phrases move over it")
+    if pictures:
+        shown = [p.label for p in pictures if p not in left_out]
+        notes.append(f"references approximated: {', '.join(shown)} shown in turn, each cover-cropped whole to "
+                     f"{label}{' after the start image' if first.kind == 'start' else ''}; "
+                     "they are not composed into one scene and nothing in them is animated")
+    if left_out:
+        notes.append(f"left out (at least {MIN_FRAMES_PER_STILL} frames per picture in {request.seconds} s): "
+                     + ", ".join(p.label for p in left_out))
+    voices = [f"@Element{i + 1}: {e.voice_id}" for i, e in enumerate(request.elements) if e.voice_id]
+    if voices:
+        notes.append(f"element voices noted ({', '.join(voices)}); no speech is synthesised")
+    return notes
+
+
+def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPlan:
+    """Validate ``request`` and decide every shot; raises ``EngineError``."""
+    _check_images(request)
     _check_shots(request)
     split_note = None
     if ShotType(request.shot_type) is ShotType.INTELLIGENT and len(request.shots) == 1:
@@ -157,28 +218,33 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
             f"shot {k + 1} ({sec} s): {text!r}" for k, (text, sec) in enumerate(pieces))
     _check_combinations(request)
 
-    image = request.start_image
-    h, w = image.shape[:2]
-    aspect = Aspect(request.aspect) if request.aspect else nearest_aspect(w, h)
+    aspect = _aspect(request)
     W, H = output_size(aspect, size_scale, request.tier)
     label = aspect.value
-    cover = _cover(image, W, H, label, ("aspect",) if request.aspect else ("start_image",), "input image")
+    image = request.start_image
+    stills: list[Still] = []
+    static, strokes, crop_note = None, (), ""
+    if image is not None:
+        h, w = image.shape[:2]
+        cover = _cover(image, W, H, label, ("aspect",) if request.aspect else ("start_image",), "input image")
+        stills.append(Still("start image", given(image), cover, "start"))
+        crop_note = f"; cover-crop keeps {cover.kept_fraction:.0%} of the {w}x{h} input"
+        if request.static_mask is not None:
+            static = _mask(request.static_mask, (h, w), cover, ("static_mask",), "static mask")
+        strokes = tuple(_stroke(i, dm, (h, w), cover) for i, dm in enumerate(request.dynamic_masks))
+    pictures = references(request)
+    kept, left_out = fit(pictures, len(stills), request.seconds * FPS)
+    stills += [Still(p.label, given(p.image), _cover(p.image, W, H, label, p.loc, p.label)) for p in kept]
+    if not stills:
+        stills.append(Still("procedural start frame", procedural(request.prompt, request.seed, W, H),
+                            Cover.fit(W, H, W, H), "procedural"))
     end_cover = None
     if request.end_image is not None:
         end_cover = _cover(request.end_image, W, H, label, ("end_image",), "end image")
 
-    static = None
-    if request.static_mask is not None:
-        static = _mask(request.static_mask, (h, w), cover, ("static_mask",), "static mask")
-    strokes = tuple(_stroke(i, dm, (h, w), cover) for i, dm in enumerate(request.dynamic_masks))
-
     power = strength(request.guidance)
-    notes = [
-        f"{ENGINE} engine: animates the still with geometry and optical flow; it is not generative and "
-        "invents no new content",
-        f"output {W}x{H} ({label}), {request.seconds} s at {FPS} fps; cover-crop keeps "
-        f"{cover.kept_fraction:.0%} of the {w}x{h} input",
-    ]
+    notes = _opening_notes(stills[0], request, pictures, left_out, label)
+    notes.append(f"output {W}x{H} ({label}), {request.seconds} s at {FPS} fps{crop_note}")
     if split_note:
         notes.append(split_note)
     if request.negative_prompt:
@@ -189,37 +255,65 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
     parts: list[Renderer] = []
     activity: list[np.ndarray] = []  # per frame, 0..1: drives the soundtrack
     # With masks (and no camera_control) the camera stays still: a static region must stay put.
-    # The shot that morphs into an end image has no camera at all: it must land on that image.
+    # The part that morphs into an end image has no camera at all: it must land on that image.
     still_by_default = bool(strokes) or static is not None
     n_shots = len(request.shots)
-    focus = None
-    for k, shot in enumerate(request.shots):
+    end = request.end_image
+    end_still = (lambda: end_cover.image(end)) if end is not None else None
+    shown: set[int] = set()
+    repeats = 0  # shots showing a still again: they get a closer framing (a new view of it)
+    for k, (shot, group) in enumerate(zip(request.shots, _groups(stills, request.shots))):
         frames = shot.seconds * FPS
-        last = k == n_shots - 1
-        if last and request.end_image is not None:
-            end = request.end_image
-            parts.append(Morph(lambda: cover.image(image), lambda end=end: end_cover.image(end), frames))
-            activity.append(_with_cut(0.8 * eased_speed(frames), k))
-            notes.append(f"{'shot ' + str(k + 1) + ': ' if n_shots > 1 else ''}camera still; morphs into the "
-                         "end image along optical flow")
-            continue
-        share = 1.0
-        if k > 0:
-            name = framing_from_prompt(shot.prompt) or DEFAULT_CYCLE[(k - 1) % len(DEFAULT_CYCLE)]
-            share = FRAMINGS[name]
-        if share < 1.0 and focus is None:
-            focus = focus_points(cover.image(image))
-        where = focus[(k - 1) % len(focus)] if share < 1.0 else (W / 2, H / 2)
+        morph_end = k == n_shots - 1 and end is not None
+        prefix = f"shot {k + 1}: " if n_shots > 1 else ""
         move = _camera_for(request, shot.prompt, power, still_by_default)
-        parts.append(Scene(framed_still(image, cover, share, where), frames, move, strokes, static))
+        how = "" if move.is_still else f" (strength {power:.2f} from guidance {request.guidance:g})"
+        if len(group) > 1:
+            lengths, fade = dissolve_lengths(frames, len(group))
+            sub: list[Renderer] = []
+            curve = np.zeros(frames)
+            for j, (still, n) in enumerate(zip(group, lengths)):
+                offset = sum(lengths[:j]) - j * fade
+                if morph_end and j == len(group) - 1:
+                    sub.append(Morph(still.whole, end_still, n))
+                    amount = 0.8
+                else:
+                    sub.append(Scene(still.whole, n, move))
+                    amount = _move_amount(move, False)
+                curve[offset:offset + n] = np.maximum(curve[offset:offset + n], amount * eased_speed(n))
+                shown.add(id(still))
+            parts.append(Dissolve(sub, fade, [s.label for s in group]))
+            activity.append(_with_cut(curve, k))
+            notes.append(f"{prefix}{' → '.join(s.label for s in group)} ({fade}-frame cross-dissolves); camera: "
+                         f"{move.name}{how}{'; morphs into the end image' if morph_end else ''}")
+            continue
+        still = group[0]
+        if morph_end:
+            parts.append(Morph(still.whole, end_still, frames))
+            activity.append(_with_cut(0.8 * eased_speed(frames), k))
+            notes.append(f"{prefix}{still.label + ', ' if len(stills) > 1 else ''}camera still; morphs into the end "
+                         "image along optical flow")
+            continue
+        share, where = 1.0, (W / 2, H / 2)
+        if id(still) in shown:
+            share = FRAMINGS[framing_from_prompt(shot.prompt) or DEFAULT_CYCLE[repeats % len(DEFAULT_CYCLE)]]
+            if share < 1.0:
+                where = lambda s=still, r=repeats: s.focus()[r % len(s.focus())]  # noqa: E731
+            repeats += 1
+        shown.add(id(still))
+        parts.append(Scene(framed_still(still.original, still.cover, share, where), frames, move, strokes, static))
         activity.append(_with_cut(_move_amount(move, bool(strokes)) * eased_speed(frames), k))
         framing = "" if n_shots == 1 else f"{'wide' if share == 1 else 'medium' if share > 0.6 else 'close'} framing, "
-        notes.append(f"{'shot ' + str(k + 1) + ': ' if n_shots > 1 else ''}{framing}camera: {move.name}"
-                     f"{'' if move.is_still else f' (strength {power:.2f} from guidance {request.guidance:g})'}")
+        shows = f"{still.label}, " if len(stills) > 1 else ""
+        notes.append(f"{prefix}{shows}{framing}camera: {move.name}{how}")
 
     renderer = Sequence(parts)
     info = {"engine": ENGINE, "generative": False, "width": W, "height": H, "fps": FPS,
-            "frames": renderer.frames, "aspect_ratio": label, "tier": Tier(request.tier).value}
+            "frames": renderer.frames, "aspect_ratio": label, "tier": Tier(request.tier).value,
+            "start_frame": {"start": "the start image", "procedural": "procedural (not generative)",
+                            "reference": stills[0].label}[stills[0].kind]}
+    if pictures:
+        info["references"] = [p.label for p in kept]
     audio = None
     if request.audio:
         audio = soundtrack(np.concatenate(activity), FPS, request.seed)

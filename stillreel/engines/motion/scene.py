@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import cv2
 import numpy as np
 
 from stillreel.engines.motion.brush import Path, Sprite, StaticRegion, fill_hole, holes_of, patch_planes
@@ -114,3 +115,38 @@ class Sequence:
     def render(self, i: int) -> np.ndarray:
         k = int(np.searchsorted(self.starts, i, side="right")) - 1
         return self.parts[k].render(i - int(self.starts[k]))
+
+
+class Dissolve:
+    """Renderers that overlap by ``fade`` frames, each cross-dissolving into the next.
+
+    Parts are prepared when their first frame is due and dropped after their last, so a shot
+    through many pictures (at 4k too) holds at most two of them in memory."""
+
+    def __init__(self, parts: list[Renderer], fade: int, labels: list[str]):
+        self.parts, self.fade = list(parts), fade
+        self.starts = [sum(p.frames for p in parts[:k]) - k * fade for k in range(len(parts))]
+        self.frames = sum(p.frames for p in parts) - fade * (len(parts) - 1)
+        self.info = {"stills": list(labels), "dissolve_frames": fade}
+        self._ready: dict[int, Renderer] = {}
+
+    def prepare(self) -> None:
+        self._ready = {}
+
+    def _part(self, k: int) -> Renderer:
+        if k not in self._ready:
+            for old in [j for j in self._ready if j < k - 1]:
+                del self._ready[old]
+            self.parts[k].prepare()
+            self._ready[k] = self.parts[k]
+        return self._ready[k]
+
+    def render(self, i: int) -> np.ndarray:
+        k = max(j for j, s in enumerate(self.starts) if s <= i)
+        local = i - self.starts[k]
+        frame = self._part(k).render(local)
+        if k > 0 and local < self.fade:
+            w = smootherstep((local + 1) / (self.fade + 1))
+            before = self._part(k - 1).render(i - self.starts[k - 1])
+            frame = cv2.addWeighted(before, 1.0 - w, frame, w, 0.0)
+        return frame

@@ -52,14 +52,19 @@ def focus_points(rgb: np.ndarray, count: int = 3) -> list[tuple[float, float]]:
     return points or [(w / 2, h / 2)]
 
 
-def framed_still(image: np.ndarray, cover: Cover, share: float, focus: tuple[float, float]) -> Callable[[], np.ndarray]:
+def framed_still(image: np.ndarray | Callable[[], np.ndarray], cover: Cover, share: float,
+                 focus: tuple[float, float] | Callable[[], tuple[float, float]]) -> Callable[[], np.ndarray]:
     """A callable making the output-size still that shows ``share`` of the frame around ``focus``
-    (output pixels), cut from the original ``image``."""
+    (output pixels), cut from the original ``image``. Either may be a callable, evaluated only when
+    the still is made (on the render thread)."""
     W, H = cover.out_w, cover.out_h
 
     def make() -> np.ndarray:
+        nonlocal image, focus
+        image = image() if callable(image) else image
         if share >= 1.0:
             return cover.image(image)
+        focus = focus() if callable(focus) else focus
         cw, ch = W * share, H * share
         x = float(np.clip(focus[0] - cw / 2, 0, W - cw))
         y = float(np.clip(focus[1] - ch / 2, 0, H - ch))
