@@ -161,6 +161,11 @@ class JobStore:
                 q = q.where(requests.c.key_id == key_id)
             return [Job(**row) for row in conn.execute(q).mappings()]
 
+    def ping(self) -> None:
+        """Raises unless the database answers (health checks)."""
+        with self.read() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
     def counts(self) -> dict[str, int]:
         with self.read() as conn:
             rows = conn.execute(
@@ -173,7 +178,11 @@ class JobStore:
     def claim(self, worker_id: str, lease_s: float, endpoints: list[str] | None = None) -> Job | None:
         r = requests.c
         now = time.time()
-        pick = sa.select(r.seq).where(r.status == QUEUED)
+        # A request past its start deadline is never started, even before maintain() expires it
+        # (an idle worker polls claim more often than maintain runs).
+        pick = sa.select(r.seq).where(
+            r.status == QUEUED, sa.or_(r.start_deadline.is_(None), r.start_deadline >= now)
+        )
         if endpoints:
             pick = pick.where(r.endpoint_id.in_(endpoints))
         pick = pick.order_by(r.priority.desc(), r.seq).limit(1).with_for_update(skip_locked=True)
@@ -251,9 +260,9 @@ class JobStore:
                 self._outbox(conn, job.id)
             return done
 
-    def release(self, job: Job) -> bool:
-        """Give a running job back to the queue (a worker shutting down cleanly); the attempt
-        does not count against ``max_attempts``."""
+    def release(self, job: Job, reason: str = "the worker is shutting down") -> bool:
+        """Give a running job back to the queue (a worker shutting down cleanly, or out of disk);
+        the attempt does not count against ``max_attempts``."""
         r = requests.c
         with self.write() as conn:
             n = conn.execute(
@@ -264,7 +273,7 @@ class JobStore:
             if n:
                 conn.execute(request_logs.insert().values(
                     request_id=job.id, timestamp=time.time(), level="INFO",
-                    message="the worker is shutting down; request re-queued",
+                    message=reason if "re-queued" in reason else f"{reason}; request re-queued",
                 ))
             return n == 1
 
