@@ -44,7 +44,8 @@ def is_db_outage(exc: BaseException) -> bool:
 
 
 def is_transient(exc: BaseException) -> bool:
-    return is_db_outage(exc) or is_disk_full(exc)
+    """An outage: the database, the disk, or an error that says so itself (``transient = True``)."""
+    return bool(getattr(exc, "transient", False)) or is_db_outage(exc) or is_disk_full(exc)
 
 
 class Backoff:
@@ -91,8 +92,8 @@ class OutageLog:
         self.attempts += 1
         if self.since is None:
             self.since = now
-            kind = "the database is unreachable" if is_db_outage(exc) else (
-                "the disk is full" if is_disk_full(exc) else "unexpected error")
+            kind = ("the database is unreachable" if is_db_outage(exc) else "the disk is full"
+                    if is_disk_full(exc) else "unavailable" if is_transient(exc) else "unexpected error")
             self.log.warning("%s: %s (%s: %s); retrying with backoff", self.what, kind, type(exc).__name__,
                              str(exc).splitlines()[0] if str(exc) else "", exc_info=not is_transient(exc))
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from stillreel.config import Settings
 from stillreel.endpoints.registry import find
 from stillreel.jobs.leftovers import SWEEP_EVERY_S, sweep_partial_outputs
-from stillreel.jobs.outage import Backoff, OutageLog, is_db_outage, is_transient
+from stillreel.jobs.outage import Backoff, OutageLog, is_db_outage, is_disk_full, is_transient
 from stillreel.jobs.runner import child_main
 from stillreel.jobs.schema import CANCELING, Failure, Job
 from stillreel.jobs.store import JobStore
@@ -41,6 +41,8 @@ STALE_S = 60.0
 class Unavailable(Exception):
     """The job could not be done for a reason that is not the request's (the disk is full, the
     storage is away): it was re-queued, and the worker backs off before claiming again."""
+
+    transient = True
 
 
 class Runner:
@@ -61,11 +63,17 @@ class Runner:
         self.process.start()
         child.close()
         self.conn = parent
-        if not parent.poll(timeout_s):
-            raise RuntimeError("the runner process did not start")
-        msg = parent.recv()
-        if msg[0] != "ready":
-            raise RuntimeError(f"unexpected message from the runner: {msg!r}")
+        try:
+            if not parent.poll(timeout_s):
+                raise RuntimeError("the runner process did not start")
+            msg = parent.recv()
+            if msg[0] != "ready":
+                raise RuntimeError(f"unexpected message from the runner: {msg!r}")
+        except BaseException:
+            # Killed, so that the next try starts afresh instead of taking a half-started runner
+            # for a live one (its late "ready" would read as a job's outcome).
+            self.kill()
+            raise
 
     def alive(self) -> bool:
         return self.process is not None and self.process.is_alive()
@@ -121,6 +129,10 @@ class Worker:
         self.beat = time.monotonic()
         self.outage = OutageLog(log, f"worker {self.id}")
         self.backoff = Backoff()
+        # A full disk ends only when a video is stored again, and each try renders a whole video
+        # first: its own log and slower backoff, reset by a stored video, not by a claim.
+        self.storage_outage = OutageLog(log, f"worker {self.id}")
+        self.storage_backoff = Backoff(first=1.0, cap=60.0)
 
     # -- main loop ---------------------------------------------------------------------------
 
@@ -132,6 +144,10 @@ class Worker:
             while not self._stop.is_set():
                 try:
                     self._loop()
+                except Unavailable as exc:
+                    self.phase = "waiting"
+                    self.storage_outage.failed(exc)
+                    self._stop.wait(self.storage_backoff.next())
                 except Exception as exc:
                     self.phase = "waiting"
                     self.outage.failed(exc)
@@ -168,9 +184,12 @@ class Worker:
         """An error escaped ``process``. An outage is not the request's fault: the job goes back to
         the queue (or, with the database away, its lease runs out and whoever is alive re-queues
         it) and the worker backs off. Anything else is a bug: the request fails, visibly."""
-        if isinstance(exc, Unavailable) or is_transient(exc):
-            if not isinstance(exc, Unavailable):
-                self._requeue(job, "the worker could not reach its database or storage")
+        if isinstance(exc, Unavailable):
+            raise exc
+        if is_transient(exc):
+            self._requeue(job, "the worker could not reach its database or storage")
+            if is_disk_full(exc):
+                raise Unavailable("no space left on the worker's disk") from exc
             raise exc
         log.exception("worker %s: unexpected error on %s", self.id, job.id)
         try:
@@ -337,6 +356,8 @@ class Worker:
                 self._requeue(job, "the video could not be stored (no space left, or the storage is "
                               "unavailable); request re-queued")
                 raise Unavailable("the video could not be stored") from exc
+            self.storage_outage.ok()
+            self.storage_backoff.reset()
             video = {
                 "url": self.storage.url(stored.key, job.base_url),
                 "content_type": "video/mp4",
