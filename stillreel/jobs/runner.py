@@ -147,4 +147,7 @@ def child_main(conn, cancel_event, settings: Settings) -> None:
                 conn.send(("unavailable", "no space left on the worker's disk"))
                 continue
             log.error("generation failed:\n%s", traceback.format_exc())
-            conn.send(("failed", 500, f"generation failed: {type(exc).__name__}: {exc}", "internal_server_error"))
+            # An OSError's text names the file (a server path, which callers must not see): its
+            # strerror says what went wrong without it. The full text is in the log above.
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            conn.send(("failed", 500, f"generation failed: {type(exc).__name__}: {reason}", "internal_server_error"))
