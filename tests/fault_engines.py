@@ -15,3 +15,17 @@ class BrokenEngine:
 
     def __init__(self, **options):
         os._exit(3)
+
+
+class MissingFileEngine:
+    """Fails every generation with an OSError naming a server-side file."""
+
+    name = "test-missing-file"
+    capabilities = StepEngine.capabilities
+    PATH = "/srv/private/weights/model.safetensors"
+
+    def __init__(self, **options):
+        pass
+
+    def generate(self, request, progress):
+        raise FileNotFoundError(2, "No such file or directory", self.PATH)

@@ -168,3 +168,30 @@ def test_the_upload_of_an_attempt_whose_finish_is_refused_is_deleted(tmp_path):
     assert stored_files(storage.root) == []
     assert store.get(job.id).worker_id == "the-new-owner"
     store.close()
+
+
+def test_a_failed_generation_does_not_name_server_paths(tmp_path):
+    from fault_engines import MissingFileEngine
+
+    spec = EngineSpec("fault_engines:MissingFileEngine")
+    db = f"sqlite:///{tmp_path / 'jobs.db'}"
+    settings = Settings(data_dir=tmp_path, database_url=db, engine=spec)
+    store = JobStore(db)
+    plan = ENDPOINTS[V2].plan({"prompt": "p", "image_url": IMAGE})
+    job = store.enqueue(endpoint_id=V2, input={}, plan=plan.to_json(), engine=spec.to_json(),
+                        base_url="http://127.0.0.1:1")
+    worker = Worker(settings, store, open_storage(settings))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not store.get(job.id).terminal and time.monotonic() < deadline:
+            time.sleep(0.2)
+        final = store.get(job.id)
+        assert final.status == "FAILED" and "No such file" in str(final.error)
+        assert MissingFileEngine.PATH not in str(final.error)
+        assert not any(MissingFileEngine.PATH in e["message"] for e in store.logs(job.id))
+    finally:
+        worker.stop()
+        thread.join(30)
+        store.close()
