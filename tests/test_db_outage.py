@@ -143,3 +143,26 @@ def test_readyz_answers_while_the_database_is_up(postgres, tmp_path):
     with LiveServer.start(tmp_path, engine=None, args=["--workers", "0", "--engine", "engines:StepEngine"],
                           env={"STILLREEL_DATABASE_URL": postgres}) as srv:
         assert httpx.get(f"{srv.url}/readyz").json() == {"ready": True}
+
+
+def test_the_worker_command_started_during_an_outage_waits_for_the_database(postgres, tmp_path):
+    direct = Settings(database_url=postgres).db_url
+    proxy, via = TcpProxy.for_url(postgres)
+    proxy.cut()
+    worker = _worker_process(tmp_path, via)
+    setup = None
+    try:
+        time.sleep(3)
+        assert worker.poll() is None, f"stillreel worker exited {worker.returncode}"
+        proxy.restore()
+        setup = JobStore(direct)
+        job = enqueue(setup, "frames=4")
+        wait_for(lambda: setup.get(job.id).terminal, 90, "the job finished")
+        assert setup.get(job.id).status == SUCCEEDED
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+        worker.communicate(timeout=30)
+        proxy.close()
+        if setup is not None:
+            setup.close()

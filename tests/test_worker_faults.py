@@ -195,3 +195,31 @@ def test_a_failed_generation_does_not_name_server_paths(tmp_path):
         worker.stop()
         thread.join(30)
         store.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the death we cause
+def test_an_embedded_worker_thread_that_dies_is_restarted(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from stillreel.api.app import create_app
+
+    settings = Settings(data_dir=tmp_path, auth=False, workers=1, engine=SPEC)
+    app = create_app(settings)
+    services = app.state.services
+    worker = services.workers[0]
+    real_run, deaths = worker.run, []
+
+    def dies_once():  # a thread killed by something no except clause catches
+        if not deaths:
+            deaths.append(1)
+            raise SystemExit
+        real_run()
+
+    worker.run = dies_once
+    with TestClient(app) as client:
+        job = enqueue(services.store, "frames=3")
+        deadline = time.monotonic() + 60
+        while not services.store.get(job.id).terminal and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert deaths and services.store.get(job.id).status == "SUCCEEDED"
+        assert client.get("/healthz").json()["workers"] == 1
