@@ -215,8 +215,8 @@ class Worker:
         """Its thread runs and its loop came round recently (or it is loading its engines)."""
         if self.thread is None or not self.thread.is_alive():
             return False
-        if self.phase == "starting":
-            return True
+        if self.phase == "starting":  # unless it is starting again after a failed start
+            return not self.outage.active
         return self.phase in ("idle", "busy") and time.monotonic() - self.beat < STALE_S
 
     def stop(self) -> None:
@@ -234,8 +234,8 @@ class Worker:
         """Partial MP4s of workers killed mid-job (SIGKILL, power loss): at start, then hourly."""
         now = time.monotonic()
         if self._last_sweep is None or now - self._last_sweep >= SWEEP_EVERY_S:
-            self._last_sweep = now
             sweep_partial_outputs(self.tmp, self.store)
+            self._last_sweep = now  # after it succeeded: a sweep cut short by an outage runs again
 
     def _retry(self, call):
         """``call()`` until the database answers it; raises only if the worker is stopping (then
