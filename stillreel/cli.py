@@ -236,7 +236,6 @@ def worker(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ):
     """Run workers alone, against a shared database and storage (scale-out)."""
-    from stillreel.jobs.store import JobStore
     from stillreel.jobs.worker import Worker
     from stillreel.storage import open_storage
 
@@ -245,23 +244,55 @@ def worker(
                          limits=Limits(allow_private_urls=allow_private_urls), lease_s=lease_seconds,
                          cancel_grace_s=cancel_grace)
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = JobStore(settings.db_url)
-    storage = open_storage(settings)
-    pool = [Worker(settings, store, storage, endpoints=endpoint or None) for _ in range(workers)]
-    threads = [threading.Thread(target=w.run, name=f"worker-{i}") for i, w in enumerate(pool)]
+    stopping = threading.Event()
+    pool: list[Worker] = []
 
     def stop(*_):
+        stopping.set()
         for w in pool:
             w.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for t in threads:
+    store = _open_store(settings.db_url, stopping)
+    if store is None:
+        return
+    storage = open_storage(settings)
+    pool.extend(Worker(settings, store, storage, endpoints=endpoint or None) for _ in range(workers))
+    threads = {i: threading.Thread(target=w.run, name=f"worker-{i}") for i, w in enumerate(pool)}
+    for t in threads.values():
         t.start()
     console.print(f"{workers} worker(s) on {settings.db_url.split('@')[-1]} · engine: {settings.engine.name}")
-    for t in threads:
-        while t.is_alive():
+    # Until SIGTERM/SIGINT: a worker thread never returns on its own (outages are waited out
+    # inside it); one that died anyway is started again rather than left missing.
+    while not stopping.is_set() or any(t.is_alive() for t in threads.values()):
+        for i, t in threads.items():
             t.join(0.5)
+            if not t.is_alive() and not stopping.is_set():
+                logging.getLogger("stillreel.worker").error("worker %s died; restarting it", pool[i].id)
+                threads[i] = threading.Thread(target=pool[i].run, name=f"worker-{i}")
+                threads[i].start()
+
+
+def _open_store(url: str, stopping: threading.Event):
+    """The job store, waiting (with backoff) for a database that is not up yet: a worker started
+    beside a restarting database must come up with it, not exit."""
+    from stillreel.jobs.outage import Backoff, OutageLog, is_db_outage
+    from stillreel.jobs.store import JobStore
+
+    backoff, outage = Backoff(cap=10.0), OutageLog(logging.getLogger("stillreel.worker"), "worker start")
+    while not stopping.is_set():
+        try:
+            store = JobStore(url)
+        except Exception as exc:
+            if not is_db_outage(exc):
+                raise
+            outage.failed(exc)
+            stopping.wait(backoff.next())
+            continue
+        outage.ok()
+        return store
+    return None
 
 
 def _keys(data_dir: Path, database_url: str | None):

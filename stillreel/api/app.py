@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stillreel import __version__
-from stillreel.api import deps, openapi, playground, queue, storage
+from stillreel.api import deps, openapi, playground, queue, storage, unavailable
 from stillreel.api.fastpath import StillreelAPI
 from stillreel.api.proxy import ProxyMiddleware
 from stillreel.config import Settings
@@ -22,6 +22,7 @@ from stillreel.endpoints.registry import ENDPOINTS
 from stillreel.engines import capabilities
 from stillreel.jobs.changes import Changes
 from stillreel.jobs.keys import Keys
+from stillreel.jobs.outage import OutageLog
 from stillreel.jobs.store import JobStore
 from stillreel.jobs.webhooks import Dispatcher, Signer
 from stillreel.jobs.worker import Worker
@@ -53,22 +54,57 @@ class Services:
             for _ in range(settings.workers)
         ]
         self._threads: list[threading.Thread] = []
+        self._worker_threads: dict[int, threading.Thread] = {}
         self._stop = threading.Event()
+        self.started = False
 
     def start(self) -> None:
         for worker in self.workers:
-            self._spawn(worker.run, "stillreel-worker")
+            self._start_worker(worker)
         self._spawn(self.dispatcher.run, "stillreel-webhooks")
         self._spawn(self._housekeeping, "stillreel-housekeeping")
+        self.started = True
 
-    def _spawn(self, target, name: str) -> None:
+    def _spawn(self, target, name: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+        return thread
+
+    def _start_worker(self, worker: Worker) -> None:
+        self._worker_threads[id(worker)] = self._spawn(worker.run, "stillreel-worker")
+
+    def _supervise(self) -> None:
+        """A worker thread never returns before stop(); if one died anyway (a bug, an error that
+        is not an Exception), start it again rather than serve with fewer workers than /healthz
+        would claim."""
+        for worker in self.workers:
+            thread = self._worker_threads.get(id(worker))
+            if thread is not None and not thread.is_alive() and not self._stop.is_set():
+                log.error("worker %s died; restarting it", worker.id)
+                self._threads.remove(thread)
+                self._start_worker(worker)
+
+    def health(self) -> tuple[bool, dict]:
+        """(healthy, body) for /healthz: the database answers and every worker is live."""
+        body: dict = {"version": __version__}
+        try:
+            body["queue"] = self.store.counts()
+            body["database"] = "ok"
+        except Exception as exc:
+            body["database"] = f"unreachable ({type(exc).__name__})"
+        live = sum(w.live() for w in self.workers) if self.started else 0
+        configured = len(self.workers) if self.started else 0
+        body.update(workers=live, workers_configured=configured)
+        ok = body["database"] == "ok" and live == configured
+        body["ok"] = ok
+        return ok, body
 
     def _housekeeping(self) -> None:
         last_sweep = 0.0
+        outage = OutageLog(log, "housekeeping")
         while not self._stop.wait(0.5):
+            self._supervise()
             try:
                 # Every 0.5 s whatever the workers are doing: a busy worker must not make a start
                 # deadline (X-Fal-Request-Timeout) late. maintain() is safe beside the workers' own.
@@ -77,8 +113,10 @@ class Services:
                 if time.monotonic() - last_sweep > SWEEP_EVERY_S:
                     last_sweep = time.monotonic()
                     self.storage.sweep(ABANDONED_UPLOAD_S)  # half-finished multipart uploads
-            except Exception:
-                log.exception("housekeeping failed")
+            except Exception as exc:  # the database is away: once per outage, not every 0.5 s
+                outage.failed(exc)
+            else:
+                outage.ok()
 
     def stop(self) -> None:
         self._stop.set()
@@ -119,10 +157,25 @@ def create_app(settings: Settings, *, run_services: bool = True) -> FastAPI:
         detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
+    unavailable.install(app)
+
     @app.get("/healthz")
     def healthz():
-        return {"ok": True, "version": __version__, "workers": len(services.workers),
-                "queue": services.store.counts()}
+        """Liveness: 200 when the database answers and every worker of this process is live
+        (its thread runs and its loop came round recently), else 503 with the same body."""
+        ok, body = services.health()
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/readyz")
+    def readyz():
+        """Readiness for load balancers: 503 while the database is unreachable (this replica
+        could only answer 503s); workers do not matter here, API replicas may run none."""
+        try:
+            services.store.ping()
+        except Exception as exc:
+            return JSONResponse({"ready": False, "detail": f"the job database is unreachable ({type(exc).__name__})"},
+                                status_code=503, headers={"Retry-After": str(unavailable.DB_RETRY_AFTER_S)})
+        return {"ready": True}
 
     @app.get("/.well-known/jwks.json")
     def jwks():

@@ -35,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from stillreel.api import deps, queue
+from stillreel.api.unavailable import outage_response
 from stillreel.endpoints.registry import ENDPOINTS
 
 FINAL_ENTRIES = 20_000  # rendered answers for finished requests (each well under 2 kB)
@@ -63,8 +64,11 @@ class StillreelAPI(FastAPI):
                 self._fast = StatusFastPath(self.state.services)
             try:
                 answer = await self._fast.answer(scope)
-            except Exception:  # e.g. the database is away: the full stack answers in its own way
-                answer = None
+            except Exception as exc:
+                # The database is away: answer 503 + Retry-After here (fal's clients retry it)
+                # rather than try again through the full stack. Anything else: the stack answers.
+                outage = outage_response(exc)
+                answer = (outage.body, outage.raw_headers, outage.status_code) if outage is not None else None
             if answer is not None:
                 await send({"type": "http.response.start", "status": answer[2], "headers": answer[1]})
                 await send({"type": "http.response.body", "body": answer[0]})

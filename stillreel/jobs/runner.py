@@ -9,6 +9,7 @@ pipe, child → parent:
     ("done", info)                               the MP4 is at the path the parent asked for
     ("failed", status, detail, error_type)       the request failed (fal's status, body and type)
     ("cancelled",)                               stopped at the engine's next step
+    ("unavailable", reason)                      not the request's fault (the disk is full): re-queue it
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from stillreel.config import Settings
 from stillreel.endpoints.registry import Plan, find
 from stillreel.engines import EngineSpec, create
 from stillreel.engines.base import Cancelled, Engine, EngineError, Progress
+from stillreel.jobs.outage import is_disk_full
 
 log = logging.getLogger("stillreel.runner")
 RUNNER_NICENESS = 5
@@ -143,5 +145,12 @@ def child_main(conn, cancel_event, settings: Settings) -> None:
         except EngineError as exc:
             conn.send(("failed", exc.status, failure_detail(exc, plan), exc.error_type))
         except Exception as exc:
+            if is_disk_full(exc):  # transient, and the message would name a server path
+                log.warning("no space left for the video: %s", exc)
+                conn.send(("unavailable", "no space left on the worker's disk"))
+                continue
             log.error("generation failed:\n%s", traceback.format_exc())
-            conn.send(("failed", 500, f"generation failed: {type(exc).__name__}: {exc}", "internal_server_error"))
+            # An OSError's text names the file (a server path, which callers must not see): its
+            # strerror says what went wrong without it. The full text is in the log above.
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            conn.send(("failed", 500, f"generation failed: {type(exc).__name__}: {reason}", "internal_server_error"))

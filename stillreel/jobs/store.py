@@ -20,7 +20,7 @@ import uuid
 import sqlalchemy as sa
 
 from stillreel.jobs.schema import (
-    ACTIVE, CANCELED, CANCELING, FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Failure, Job, QueueFull,
+    ACTIVE, CANCELED, CANCELING, FAILED, QUEUED, RUNNING, SUCCEEDED, Failure, Job, QueueFull,
     cancelled_failure, create_schema, make_engine, request_logs, requests, webhook_outbox,
 )
 
@@ -161,6 +161,11 @@ class JobStore:
                 q = q.where(requests.c.key_id == key_id)
             return [Job(**row) for row in conn.execute(q).mappings()]
 
+    def ping(self) -> None:
+        """Raises unless the database answers (health checks)."""
+        with self.read() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
     def counts(self) -> dict[str, int]:
         with self.read() as conn:
             rows = conn.execute(
@@ -173,7 +178,11 @@ class JobStore:
     def claim(self, worker_id: str, lease_s: float, endpoints: list[str] | None = None) -> Job | None:
         r = requests.c
         now = time.time()
-        pick = sa.select(r.seq).where(r.status == QUEUED)
+        # A request past its start deadline is never started, even before maintain() expires it
+        # (an idle worker polls claim more often than maintain runs).
+        pick = sa.select(r.seq).where(
+            r.status == QUEUED, sa.or_(r.start_deadline.is_(None), r.start_deadline >= now)
+        )
         if endpoints:
             pick = pick.where(r.endpoint_id.in_(endpoints))
         pick = pick.order_by(r.priority.desc(), r.seq).limit(1).with_for_update(skip_locked=True)
@@ -251,9 +260,9 @@ class JobStore:
                 self._outbox(conn, job.id)
             return done
 
-    def release(self, job: Job) -> bool:
-        """Give a running job back to the queue (a worker shutting down cleanly); the attempt
-        does not count against ``max_attempts``."""
+    def release(self, job: Job, reason: str = "the worker is shutting down") -> bool:
+        """Give a running job back to the queue (a worker shutting down cleanly, or out of disk);
+        the attempt does not count against ``max_attempts``."""
         r = requests.c
         with self.write() as conn:
             n = conn.execute(
@@ -264,7 +273,7 @@ class JobStore:
             if n:
                 conn.execute(request_logs.insert().values(
                     request_id=job.id, timestamp=time.time(), level="INFO",
-                    message="the worker is shutting down; request re-queued",
+                    message=reason if "re-queued" in reason else f"{reason}; request re-queued",
                 ))
             return n == 1
 
@@ -299,47 +308,9 @@ class JobStore:
     def maintain(self, max_attempts: int) -> int:
         """Expire start deadlines, re-queue jobs whose worker vanished (lease expired), and fail
         those that lost their worker ``max_attempts`` times. Safe to run anywhere, any time."""
-        r = requests.c
-        now = time.time()
-        changed = 0
-        with self.write() as conn:
-            expired = conn.execute(
-                sa.select(r.id).where(r.status == QUEUED, r.start_deadline.is_not(None), r.start_deadline < now)
-            ).scalars().all()
-            for job_id in expired:
-                changed += conn.execute(
-                    requests.update().where(r.id == job_id, r.status == QUEUED).values(
-                        status=TIMED_OUT, finished_at=now, error_type="request_timeout", error_status=504,
-                        error={"detail": "The request did not start before its X-Fal-Request-Timeout deadline"},
-                    )
-                ).rowcount
-                self._outbox(conn, job_id)
-            lost = conn.execute(
-                sa.select(r.id, r.status, r.attempts).where(r.status.in_(ACTIVE), r.lease_until < now)
-            ).all()
-            for job_id, status, attempts in lost:
-                fence = sa.and_(r.id == job_id, r.attempts == attempts, r.status == status)
-                if status == CANCELING:
-                    f = cancelled_failure()
-                    values = dict(status=CANCELED, error={"detail": f.detail}, error_type=f.error_type,
-                                  error_status=f.status, finished_at=now)
-                elif attempts >= max_attempts:
-                    values = dict(
-                        status=FAILED, finished_at=now, error_type="runner_disconnected", error_status=503,
-                        error={"detail": f"The worker running this request stopped {attempts} times"},
-                    )
-                else:
-                    values = dict(status=QUEUED, worker_id=None, lease_until=None, progress=0.0)
-                if conn.execute(requests.update().where(fence).values(**values)).rowcount:
-                    changed += 1
-                    conn.execute(request_logs.insert().values(
-                        request_id=job_id, timestamp=now, level="WARN",
-                        message="the worker stopped answering; "
-                        + ("request re-queued" if values["status"] == QUEUED else "request ended"),
-                    ))
-                    if values["status"] != QUEUED:
-                        self._outbox(conn, job_id)
-        return changed
+        from stillreel.jobs.maintenance import maintain
+
+        return maintain(self, max_attempts)
 
     # -- webhook outbox ----------------------------------------------------------------------
 

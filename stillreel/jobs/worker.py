@@ -3,6 +3,12 @@
 The worker itself never generates (the runner child does), so it can always heartbeat, notice a
 cancel, and kill a generation that does not stop in time. Every write about a job is fenced by
 (worker id, attempt) in the store.
+
+A worker never exits on an error, only on ``stop()``: a database or storage outage is waited out with
+backoff and jitter (``jobs.outage``). A job in hand keeps generating while its heartbeat cannot reach
+the database, and its finish is retried until the database answers; if the lease ran out meanwhile
+and another process re-queued the job, the fence refuses the finish and this attempt's upload is
+deleted, so nothing is lost and nothing is stored twice.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from pathlib import Path
 
 from stillreel.config import Settings
 from stillreel.endpoints.registry import find
+from stillreel.jobs.leftovers import SWEEP_EVERY_S, sweep_partial_outputs
+from stillreel.jobs.outage import Backoff, OutageLog, is_db_outage, is_disk_full, is_transient
 from stillreel.jobs.runner import child_main
 from stillreel.jobs.schema import CANCELING, Failure, Job
 from stillreel.jobs.store import JobStore
@@ -26,6 +34,15 @@ log = logging.getLogger("stillreel.worker")
 _spawn = mp.get_context("spawn")
 # How often a running job's progress and logs reach the database (and its lease is renewed).
 BEAT_S = 0.25
+# A worker whose loop has not come round for this long is reported dead by /healthz.
+STALE_S = 60.0
+
+
+class Unavailable(Exception):
+    """The job could not be done for a reason that is not the request's (the disk is full, the
+    storage is away): it was re-queued, and the worker backs off before claiming again."""
+
+    transient = True
 
 
 class Runner:
@@ -46,11 +63,17 @@ class Runner:
         self.process.start()
         child.close()
         self.conn = parent
-        if not parent.poll(timeout_s):
-            raise RuntimeError("the runner process did not start")
-        msg = parent.recv()
-        if msg[0] != "ready":
-            raise RuntimeError(f"unexpected message from the runner: {msg!r}")
+        try:
+            if not parent.poll(timeout_s):
+                raise RuntimeError("the runner process did not start")
+            msg = parent.recv()
+            if msg[0] != "ready":
+                raise RuntimeError(f"unexpected message from the runner: {msg!r}")
+        except BaseException:
+            # Killed, so that the next try starts afresh instead of taking a half-started runner
+            # for a live one (its late "ready" would read as a job's outcome).
+            self.kill()
+            raise
 
     def alive(self) -> bool:
         return self.process is not None and self.process.is_alive()
@@ -99,31 +122,102 @@ class Worker:
         self.runner = Runner(settings)
         self._stop = threading.Event()
         self._last_maintain = 0.0
+        self._last_sweep: float | None = None
         self.tmp = Path(settings.data_dir) / "tmp"
+        self.thread: threading.Thread | None = None
+        self.phase = "starting"  # starting | idle | busy | waiting (an outage) | stopped
+        self.beat = time.monotonic()
+        self.outage = OutageLog(log, f"worker {self.id}")
+        self.backoff = Backoff()
+        # A full disk ends only when a video is stored again, and each try renders a whole video
+        # first: its own log and slower backoff, reset by a stored video, not by a claim.
+        self.storage_outage = OutageLog(log, f"worker {self.id}")
+        self.storage_backoff = Backoff(first=1.0, cap=60.0)
 
     # -- main loop ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        self.runner.start()
-        log.info("worker %s ready", self.id)
+        """Work until ``stop()``. Every error is logged once per outage and retried with backoff;
+        returning early would silently stop this worker's share of the queue for good."""
+        self.thread = threading.current_thread()
         try:
             while not self._stop.is_set():
-                self._maintain()
-                job = self.store.claim(self.id, self.settings.lease_s, self.endpoints)
-                if job is None:
-                    self.wake.wait(0.5)
-                    self.wake.clear()
-                    continue
-                self.on_change(job.id)
                 try:
-                    self.process(job)
-                except Exception:
-                    log.exception("worker %s: unexpected error on %s", self.id, job.id)
-                    self.store.finish(job, failure=Failure(500, "internal error in the worker", "internal_server_error"))
-                self.on_change(job.id)
+                    self._loop()
+                except Unavailable as exc:
+                    self.phase = "waiting"
+                    self.storage_outage.failed(exc)
+                    self._stop.wait(self.storage_backoff.next())
+                except Exception as exc:
+                    self.phase = "waiting"
+                    self.outage.failed(exc)
+                    self._stop.wait(self.backoff.next())
         finally:
+            self.phase = "stopped"
             self.runner.stop()
+
+    def _loop(self) -> None:
+        if not self.runner.alive():
+            self.phase = "starting"  # loading weights can take minutes: alive, not stuck
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            self.runner.restart()
+            log.info("worker %s ready", self.id)
+        self._tick("idle")
+        self._sweep()
+        self._maintain()
+        job = self.store.claim(self.id, self.settings.lease_s, self.endpoints)
+        self._recovered()
+        if job is None:
+            self.wake.wait(0.5)
+            self.wake.clear()
+            return
+        self.on_change(job.id)
+        self._tick("busy")
+        try:
+            self.process(job)
+        except Exception as exc:
+            self._unexpected(job, exc)
+        finally:
+            self.on_change(job.id)
+
+    def _unexpected(self, job: Job, exc: Exception) -> None:
+        """An error escaped ``process``. An outage is not the request's fault: the job goes back to
+        the queue (or, with the database away, its lease runs out and whoever is alive re-queues
+        it) and the worker backs off. Anything else is a bug: the request fails, visibly."""
+        if isinstance(exc, Unavailable):
+            raise exc
+        if is_transient(exc):
+            self._requeue(job, "the worker could not reach its database or storage")
+            if is_disk_full(exc):
+                raise Unavailable("no space left on the worker's disk") from exc
+            raise exc
+        log.exception("worker %s: unexpected error on %s", self.id, job.id)
+        try:
+            self.store.finish(job, failure=Failure(500, "internal error in the worker", "internal_server_error"))
+        except Exception:  # the lease runs out and the job is re-queued
+            log.warning("worker %s: could not record the failure of %s", self.id, job.id)
+
+    def _requeue(self, job: Job, reason: str) -> None:
+        try:
+            self.store.release(job, reason=reason)
+        except Exception:  # the database is away too: the lease runs out instead
+            log.warning("worker %s: could not re-queue %s; its lease will expire", self.id, job.id)
+
+    def _tick(self, phase: str) -> None:
+        self.phase = phase
+        self.beat = time.monotonic()
+
+    def _recovered(self) -> None:
+        self.outage.ok()
+        self.backoff.reset()
+
+    def live(self) -> bool:
+        """Its thread runs and its loop came round recently (or it is loading its engines)."""
+        if self.thread is None or not self.thread.is_alive():
+            return False
+        if self.phase == "starting":  # unless it is starting again after a failed start
+            return not self.outage.active
+        return self.phase in ("idle", "busy") and time.monotonic() - self.beat < STALE_S
 
     def stop(self) -> None:
         self._stop.set()
@@ -136,6 +230,30 @@ class Worker:
             if self.store.maintain(self.settings.max_attempts):
                 self.on_change(None)
 
+    def _sweep(self) -> None:
+        """Partial MP4s of workers killed mid-job (SIGKILL, power loss): at start, then hourly."""
+        now = time.monotonic()
+        if self._last_sweep is None or now - self._last_sweep >= SWEEP_EVERY_S:
+            sweep_partial_outputs(self.tmp, self.store)
+            self._last_sweep = now  # after it succeeded: a sweep cut short by an outage runs again
+
+    def _retry(self, call):
+        """``call()`` until the database answers it; raises only if the worker is stopping (then
+        the job's lease runs out and another worker takes it)."""
+        while True:
+            try:
+                result = call()
+            except Exception as exc:
+                if not is_db_outage(exc) or self._stop.is_set():
+                    raise
+                self.outage.failed(exc)
+                self.phase = "waiting"
+                self._stop.wait(self.backoff.next())
+                continue
+            self._recovered()
+            self._tick("busy")
+            return result
+
     # -- one job -----------------------------------------------------------------------------
 
     def process(self, job: Job) -> None:
@@ -144,17 +262,22 @@ class Worker:
         logs: list[tuple[float, str, str]] = [(time.time(), "INFO", f"started on worker {self.id} (attempt {job.attempts}): {title}")]
         if not self.runner.alive():
             self.runner.restart()
-        fd, out = tempfile.mkstemp(suffix=".mp4", dir=self.tmp)
+        # Named after the attempt, so that the sweep can tell a live attempt's file from a leftover.
+        fd, out = tempfile.mkstemp(suffix=".mp4", dir=self.tmp, prefix=f"gen-{job.id}-{job.attempts}-")
         os.close(fd)
         out_path = Path(out)
         self.runner.cancel.clear()
         self.runner.conn.send(("job", job.plan, job.engine, str(out_path)))
         progress = 0.0
-        last_beat = 0.0
+        next_beat = 0.0
+        # The heartbeat retries sooner than the claim loop: the holder should win the race against
+        # the lease's expiry when the database comes back.
+        beat_backoff = Backoff(BEAT_S, max(BEAT_S, min(5.0, self.settings.lease_s / 4)))
         cancel_deadline = None
         outcome = None
         try:
             while outcome is None:
+                self.beat = time.monotonic()
                 ready = self.runner.conn.poll(0.05)
                 while ready and outcome is None:
                     try:
@@ -174,8 +297,11 @@ class Worker:
                     break
                 if self._stop.is_set():  # shutting down: hand the job to the next worker now
                     self.runner.kill()
-                    if not self.store.release(job):
-                        self.store.finish(job, canceled=True)  # it was being cancelled anyway
+                    try:
+                        if not self.store.release(job):
+                            self.store.finish(job, canceled=True)  # it was being cancelled anyway
+                    except Exception:  # the database is away: the lease runs out and it is re-queued
+                        log.warning("worker %s: could not hand %s back; its lease will expire", self.id, job.id)
                     return
                 if not self.runner.alive():
                     code = self.runner.process.exitcode if self.runner.process else None
@@ -183,11 +309,24 @@ class Worker:
                     self.runner.restart()
                     break
                 now = time.monotonic()
-                if now - last_beat >= BEAT_S:
-                    last_beat = now
-                    status = self.store.heartbeat(job, self.settings.lease_s, progress, logs)
-                    logs = []
-                    self.on_change(job.id)
+                if now >= next_beat:
+                    try:
+                        status = self.store.heartbeat(job, self.settings.lease_s, progress, logs)
+                    except Exception as exc:
+                        if not is_db_outage(exc):
+                            raise
+                        # The database is away: keep generating and keep the log lines for the
+                        # next beat. Either it comes back within the lease, or the lease runs
+                        # out, the job is re-queued, and the fenced beat below says so.
+                        self.outage.failed(exc)
+                        next_beat = now + beat_backoff.next()
+                        status = "unknown"
+                    else:
+                        self._recovered()
+                        beat_backoff.reset()
+                        next_beat = now + BEAT_S
+                        logs = []
+                        self.on_change(job.id)
                     if status is None:  # the lease went to someone else, or the job ended
                         log.warning("worker %s lost %s; stopping its generation", self.id, job.id)
                         self.runner.restart()
@@ -207,7 +346,18 @@ class Worker:
     def _finish(self, job: Job, outcome: tuple, out_path: Path, logs: list) -> None:
         kind = outcome[0]
         if kind == "done":
-            stored = self.storage.put_file(out_path, file_name="output.mp4", content_type="video/mp4", move=True)
+            # Fenced before storing: an attempt that lost its lease uploads nothing.
+            if self._retry(lambda: self.store.heartbeat(job, self.settings.lease_s)) is None:
+                log.warning("worker %s lost %s before storing its video; discarded", self.id, job.id)
+                return
+            try:
+                stored = self.storage.put_file(out_path, file_name="output.mp4", content_type="video/mp4", move=True)
+            except Exception as exc:  # a full disk, the storage away: not the request's fault
+                self._requeue(job, "the video could not be stored (no space left, or the storage is "
+                              "unavailable); request re-queued")
+                raise Unavailable("the video could not be stored") from exc
+            self.storage_outage.ok()
+            self.storage_backoff.reset()
             video = {
                 "url": self.storage.url(stored.key, job.base_url),
                 "content_type": "video/mp4",
@@ -220,10 +370,24 @@ class Worker:
             result = {"video": video}
             if info.get("dropped_defaults"):  # fal clients ignore keys they do not know
                 result["stillreel"] = {"dropped_defaults": list(info["dropped_defaults"])}
-            self.store.finish(job, result=result, logs=logs)
+            if not self._retry(lambda: self.store.finish(job, result=result, logs=logs)):
+                self._discard(job, stored.key, video["url"])
+        elif kind == "unavailable":  # the runner ran out of disk: re-queued, not FAILED
+            self._requeue(job, f"{outcome[1]}; request re-queued")
+            raise Unavailable(outcome[1])
         elif kind == "cancelled":
-            self.store.finish(job, canceled=True, logs=logs + [(time.time(), "INFO", "cancelled")])
+            self._retry(lambda: self.store.finish(job, canceled=True, logs=logs + [(time.time(), "INFO", "cancelled")]))
         else:
             _, status, detail, error_type = outcome
             failure = Failure(status, detail, error_type)
-            self.store.finish(job, failure=failure, logs=logs + [(time.time(), "ERROR", failure.message)])
+            self._retry(lambda: self.store.finish(job, failure=failure, logs=logs + [(time.time(), "ERROR", failure.message)]))
+
+    def _discard(self, job: Job, key: str, url: str) -> None:
+        """The fenced finish was refused: another attempt owns the job now (or it ended), so this
+        attempt's upload is an orphan. Unless the refusal is our own finish, committed before the
+        connection dropped and retried: then the row already names this very file."""
+        current = self._retry(lambda: self.store.get(job.id))
+        if current is not None and ((current.result or {}).get("video") or {}).get("url") == url:
+            return
+        log.warning("worker %s no longer owns %s; deleting its upload", self.id, job.id)
+        self.storage.delete(key)
