@@ -110,9 +110,18 @@ def main() -> None:
         if done == len(accepted):
             break
         time.sleep(0.5)
+    # Deliveries that the killed API host had claimed stay held until their claim lapses (a minute or
+    # so); then a live host sends them again. Wait for the outbox to drain.
+    engine = sa.create_engine(args.db)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            pending = conn.execute(sa.text("select count(*) from webhook_outbox where state = 'pending'")).scalar()
+        if not pending:
+            break
+        time.sleep(1)
     time.sleep(3)  # late duplicates, if any, arrive now
 
-    engine = sa.create_engine(args.db)
     with engine.connect() as conn:
         rows = conn.execute(sa.text("select id, status, result, attempts from requests")).mappings().all()
         outbox = conn.execute(sa.text("select request_id, state from webhook_outbox")).mappings().all()
