@@ -16,10 +16,10 @@ PYAPP = REPO / "tests" / "apps" / "pyapp"
 NODE_APP = REPO / "tests" / "js" / "apps" / "subscribe-app.mjs"
 
 
-def twin(*command: str, cwd=REPO, timeout: float = 180, options=()) -> subprocess.CompletedProcess:
+def twin(*command: str, cwd=REPO, timeout: float = 180, options=(), env=None) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI_COMMAND, "twin", *options, "--", *command], capture_output=True, text=True,
                           cwd=REPO if cwd is None else cwd, timeout=timeout,
-                          env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+                          env={**__import__("os").environ, "PYTHONPATH": str(REPO), **(env or {})})
 
 
 def test_python_app_suite_runs_unmodified():
@@ -158,6 +158,34 @@ def test_pytest_plugin_is_inert_without_the_flag():
     assert proc.returncode == 0 and "1 skipped" in proc.stdout, proc.stdout + proc.stderr
 
 
+def _png_data_uri() -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 120, 200)).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+V1 = "/queue/fal-ai/kling-video/v1/standard/image-to-video"
+
+
+def _wait_status(url: str, until, timeout: float = 30) -> dict:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = httpx.get(url).json()
+        if until(status):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"status never reached the condition: {status}")
+
+
 def test_start_deadline_expires_while_the_worker_is_busy(tmp_path):
     import time
 
@@ -165,26 +193,137 @@ def test_start_deadline_expires_while_the_worker_is_busy(tmp_path):
 
     from live_server import LiveServer
 
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (10, 120, 200)).save(buffer, "PNG")
-    data_uri = "data:image/png;base64," + __import__("base64").b64encode(buffer.getvalue()).decode()
-    endpoint = "/queue/fal-ai/kling-video/v1/standard/image-to-video"
-    with LiveServer.start(tmp_path / "srv", auth=False) as srv:
-        busy = httpx.post(srv.url + endpoint, json={"prompt": "long", "image_url": data_uri, "duration": "10"}).json()
-        waiting = httpx.post(srv.url + endpoint, json={"prompt": "late", "image_url": data_uri, "duration": "5"},
+    image = _png_data_uri()
+    # The test engine sleeps per frame: 40 × 0.25 s keeps the one worker busy for 10 s, whatever
+    # the machine's speed (a real engine's clip length is not a timing guarantee).
+    with LiveServer.start(tmp_path / "srv", auth=False, engine="engines:StepEngine") as srv:
+        busy = httpx.post(srv.url + V1, json={"prompt": "frames=40 delay=0.25", "image_url": image}).json()
+        _wait_status(busy["status_url"], lambda s: s["status"] == "IN_PROGRESS")
+        submitted = time.monotonic()
+        waiting = httpx.post(srv.url + V1, json={"prompt": "late", "image_url": image},
                              headers={"X-Fal-Request-Timeout": "1"}).json()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            status = httpx.get(waiting["status_url"]).json()
-            if status["status"] == "COMPLETED":
-                break
-            time.sleep(0.1)
-        first = httpx.get(busy["status_url"]).json()
-        assert status["status"] == "COMPLETED" and status["error_type"] == "request_timeout", status
-        assert first["status"] != "COMPLETED", "the worker finished first: the deadline was not enforced while busy"
+        status = _wait_status(waiting["status_url"], lambda s: s["status"] == "COMPLETED", timeout=15)
+        took = time.monotonic() - submitted
+        assert status["error_type"] == "request_timeout", status
+        assert took <= 1 + 1, f"the 1 s start deadline expired only after {took:.2f} s"
+        assert httpx.get(busy["status_url"]).json()["status"] == "IN_PROGRESS"
         result = httpx.get(waiting["response_url"])
         assert result.status_code == 504 and result.headers["x-fal-request-timeout-type"] == "user"
+        httpx.put(busy["cancel_url"])
+
+
+# -- generation faults and queue delay ------------------------------------------------------------
+
+
+def test_generation_fault_ends_completed_with_a_runner_error():
+    # The real fal_client sees the request finish (COMPLETED) and raises fal's runner error.
+    code = ("import json, time, fal_client\n"
+            "h = fal_client.submit('fal-ai/kling-video/v2/master/image-to-video', arguments={'prompt': 'x', "
+            "'image_url': %r})\n"
+            "t0 = time.monotonic()\n"
+            "while isinstance(h.status(), fal_client.Queued): time.sleep(0.05)\n"
+            "queued = time.monotonic() - t0\n"
+            "while not isinstance(h.status(), fal_client.Completed): time.sleep(0.05)\n"
+            "try:\n    h.get()\nexcept fal_client.client.FalClientHTTPError as exc:\n"
+            "    print(json.dumps({'status': exc.status_code, 'type': exc.error_type, 'detail': exc.message, "
+            "'queued': queued}))\n") % _png_data_uri()
+    proc = twin(sys.executable, "-c", code, options=("--faults", "generation=1,queue_delay=1.5,seed=5"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (out["status"], out["type"]) in {(503, "runner_disconnected"), (502, "runner_incomplete_response"),
+                                            (500, "runner_server_error")}, out
+    assert isinstance(out["detail"], str) and out["detail"]
+    assert 1.3 <= out["queued"] <= 1.5 + 1.5, out  # held in the queue for queue_delay seconds
+    summary = proc.stderr.strip().splitlines()[-1]
+    assert "injected 2 faults" in summary and out["type"] in summary and "queue_delay: 1" in summary, summary
+
+
+def test_submit_faults_are_deterministic_with_the_seed():
+    import asyncio
+
+    from stillreel.api.faults import SCOPE_KEY, FaultMiddleware, FaultSpec
+
+    def draws(spec: str) -> list:
+        seen = []
+
+        async def app(scope, receive, send):
+            seen.append(scope.get(SCOPE_KEY))
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+
+        middleware = FaultMiddleware(app, FaultSpec.parse(spec), route_name)
+
+        async def run():
+            async def send(message):
+                pass
+            for path in ["/queue/fal-ai/kling-video/v1/standard/image-to-video"] * 30:
+                await middleware(dict(type="http", method="POST", path=path), None, send)
+        asyncio.run(run())
+        return [(d.failure, d.hold_s) for d in seen], middleware.injected
+
+    first, injected = draws("generation=0.4,queue_delay=2,seed=9")
+    assert first == draws("generation=0.4,queue_delay=2,seed=9")[0]
+    assert first != draws("generation=0.4,queue_delay=2,seed=10")[0]
+    failures = [f for f, _ in first if f]
+    assert 0 < len(failures) < 30 and all(hold == 2 for _, hold in first)
+    assert injected["queue_delay"] == 30 and sum(injected.values()) == 30 + len(failures)
+
+
+def test_fault_spec_parses_generation_and_queue_delay():
+    from stillreel.api.faults import FaultSpec
+
+    spec = FaultSpec.parse("generation=0.2,queue_delay=3,status=0.1,seed=4")
+    assert (spec.generation, spec.queue_delay, spec.rates, spec.seed) == (0.2, 3.0, {"status": 0.1}, 4)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        FaultSpec.parse("generation=2")
+    with pytest.raises(ValueError, match="queue_delay"):
+        FaultSpec.parse("queue_delay=-1")
+
+
+# -- pytest plugin, twin environment --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("auth", [False, True])
+def test_pytest_plugin_fixture_seeds_counts_and_keys(auth):
+    import os
+
+    flags = ["--stillreel"] + (["--stillreel-auth"] if auth else [])
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *flags, "."],
+                          capture_output=True, text=True, cwd=REPO / "tests" / "apps" / "plugin", timeout=180,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "EXPECT_AUTH": "1" if auth else "0",
+                               "FAL_KEY": "a-real-fal-key-must-not-be-used"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed" in proc.stdout
+
+
+def test_twin_python_path_does_not_shadow_the_apps_modules(tmp_path):
+    # An app's own top-level "server" module, on its PYTHONPATH after the twin's entry.
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "server.py").write_text("NAME = 'the app'\n")
+    code = "import server, fal_client.client as c; print(server.NAME); print(c.REST_URL)"
+    proc = twin(sys.executable, "-c", code, cwd=tmp_path, env={"PYTHONPATH": f"{REPO}:{lib}"})
+    assert proc.returncode == 0, proc.stderr
+    name, rest = proc.stdout.strip().splitlines()
+    assert name == "the app" and rest.startswith("http://127.0.0.1:")
+
+
+def test_print_env_lines_are_shell_quoted(tmp_path):
+    import os
+    import signal
+
+    proc = subprocess.Popen([*CLI_COMMAND, "twin", "--print-env"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "NODE_OPTIONS": "--max-old-space-size=64 --title='x y'"})
+    try:
+        lines = []
+        while len(lines) < 5:  # the URL twice, FAL_KEY, PYTHONPATH, NODE_OPTIONS
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            lines.append(line.rstrip("\n"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    script = "\n".join(lines) + '\nprintf "%s\\n" "$NODE_OPTIONS" "$FAL_KEY"'
+    shell = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    node_options, key = shell.stdout.splitlines()
+    assert node_options.endswith(" --max-old-space-size=64 --title='x y'") and key == "stillreel", shell

@@ -72,8 +72,12 @@ class JobStore:
         webhook_url: str | None = None,
         start_deadline: float | None = None,
         max_queue: int | None = None,
+        hold_until: float | None = None,
     ) -> tuple[Job, int]:
-        """Queue a request; returns it with its queue position (one transaction)."""
+        """Queue a request; returns it with its queue position (one transaction).
+
+        ``hold_until`` (fault injection's queue_delay): no worker claims it before then. Kept in
+        ``lease_until``, which a QUEUED row otherwise never has (release and re-queue clear it)."""
         job_id = str(uuid.uuid4())
         now = time.time()
         with self.write() as conn:
@@ -88,6 +92,7 @@ class JobStore:
                     id=job_id, endpoint_id=endpoint_id, status=QUEUED, priority=priority, input=input,
                     plan=plan, engine=engine, base_url=base_url, key_id=key_id, webhook_url=webhook_url,
                     start_deadline=start_deadline, attempts=0, progress=0.0, created_at=now,
+                    lease_until=hold_until,
                 )
             )
             job = self._get(conn, job_id)
@@ -173,7 +178,7 @@ class JobStore:
     def claim(self, worker_id: str, lease_s: float, endpoints: list[str] | None = None) -> Job | None:
         r = requests.c
         now = time.time()
-        pick = sa.select(r.seq).where(r.status == QUEUED)
+        pick = sa.select(r.seq).where(r.status == QUEUED, sa.or_(r.lease_until.is_(None), r.lease_until <= now))
         if endpoints:
             pick = pick.where(r.endpoint_id.in_(endpoints))
         pick = pick.order_by(r.priority.desc(), r.seq).limit(1).with_for_update(skip_locked=True)
