@@ -169,6 +169,7 @@ def twin(
 ):
     """Run COMMAND against a fresh embedded stillreel: unmodified fal clients reach it, no code change."""
     import os
+    import shlex
     import subprocess
     import tempfile
 
@@ -199,7 +200,7 @@ def twin(
     try:
         if print_env:
             for name, value in env.items():
-                print(f"export {name}={value!r}", flush=True)
+                print(f"export {name}={shlex.quote(value)}", flush=True)  # a shell reads these
         if command:
             try:
                 status = subprocess.call(command, env={**os.environ, **env})
