@@ -42,6 +42,7 @@ class Settings:
     # Delay before each webhook retry: 10 attempts over about two hours, as fal does.
     webhook_backoff_s: tuple[float, ...] = (5, 15, 45, 120, 300, 600, 900, 1800, 3600)
     webhook_timeout_s: float = 15.0
+    retention_s: float | None = None  # --retention: finished requests and stored files older than this go
 
     @property
     def db_url(self) -> str:

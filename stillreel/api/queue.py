@@ -18,6 +18,7 @@ from stillreel.api import deps, faults
 from stillreel.api.inputs import plan_request
 from stillreel.endpoints.registry import find
 from stillreel.jobs.schema import CANCELED, PRIORITIES, QUEUED, SUCCEEDED, Failure, Job, QueueFull
+from stillreel.storage.lifecycle import requested_lifetime
 
 router = APIRouter()
 KEEPALIVE_S = 15.0
@@ -112,6 +113,8 @@ async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync
         )
     except QueueFull as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": "5", "X-Fal-Error-Type": "queue_full"}) from None
+    if (lifetime := requested_lifetime(headers)) is not None:  # how long the outputs live
+        await run_in_threadpool(app.state.lifecycle.outputs_expire_in, job.id, lifetime)
     app.state.changes.touch()
     app.state.wake.set()
     return job, position

@@ -117,6 +117,11 @@ class JobStore:
             self._final[job.id] = (job, self._logs(conn, job.id, 0))
         return job
 
+    def forget(self, job_ids) -> None:
+        """Drop finished requests from the in-memory cache (their rows were deleted: --retention)."""
+        for job_id in job_ids:
+            self._final.pop(job_id, None)
+
     def position(self, job: Job) -> int:
         with self.read() as conn:
             return self._position(conn, job)
