@@ -433,3 +433,24 @@ def test_serve_retention_option_sweeps_in_the_background(tmp_path):
         while httpx.get(video).status_code != 404:
             assert time.monotonic() < deadline, "the video outlived --retention"
             time.sleep(0.2)
+
+
+# -- an Express app behind @fal-ai/server-proxy ---------------------------------------------------
+
+EXPRESS_APP = REPO / "tests" / "apps" / "express-proxy"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_express_app_behind_fal_server_proxy_runs_unmodified():
+    # The app's packages are tests/js's install (package.json pins @fal-ai/server-proxy and express).
+    modules = EXPRESS_APP / "node_modules"
+    if not modules.exists():
+        modules.symlink_to(REPO / "tests" / "js" / "node_modules", target_is_directory=True)
+    assert (modules / "@fal-ai" / "server-proxy").exists(), "run npm ci in tests/js"
+    proc = twin("node", "main.mjs", cwd=EXPRESS_APP)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["imageUrl"].startswith("http://127.0.0.1:") and out["bytes"] > 1000, out
+    assert "COMPLETED" in out["updates"] and out["streamed"][-1] == "COMPLETED", out
+    summary = proc.stderr.strip().splitlines()[-1]
+    assert "submit 2" in summary and "upload 2" in summary, summary  # initiate + PUT
