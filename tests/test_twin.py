@@ -454,3 +454,18 @@ def test_express_app_behind_fal_server_proxy_runs_unmodified():
     assert "COMPLETED" in out["updates"] and out["streamed"][-1] == "COMPLETED", out
     summary = proc.stderr.strip().splitlines()[-1]
     assert "submit 2" in summary and "upload 2" in summary, summary  # initiate + PUT
+
+
+def test_token_signature_scope_and_expiry():
+    from stillreel.api.tokens import app_of, claims_of, issue
+
+    secret, now = b"k" * 32, 1_000_000
+    token = issue(secret, "key1", ["kling-video"], 120, now=now)
+    assert claims_of(secret, token, now=now + 119)["sub"] == "key1"
+    assert claims_of(secret, token, now=now + 120) is None  # expired
+    assert claims_of(b"x" * 32, token, now=now) is None  # another server's secret
+    header, payload, signature = token.split(".")
+    forged = issue(b"attacker", "key1", ["*"], 9999, now=now).split(".")[1]
+    assert claims_of(secret, f"{header}.{forged}.{signature}", now=now) is None
+    assert app_of("/queue/fal-ai/kling-video/requests/x/status/stream") == "fal-ai/kling-video"
+    assert app_of("/workflows/me/flow/requests/x/status/stream") == "me/flow"
