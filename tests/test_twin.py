@@ -10,16 +10,11 @@ import sys
 import pytest
 
 from live_server import CLI_COMMAND, REPO
+from twin_helpers import V1, png_data_uri, twin, wait_status
 from stillreel.twin.server import route_name
 
 PYAPP = REPO / "tests" / "apps" / "pyapp"
 NODE_APP = REPO / "tests" / "js" / "apps" / "subscribe-app.mjs"
-
-
-def twin(*command: str, cwd=REPO, timeout: float = 180, options=(), env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI_COMMAND, "twin", *options, "--", *command], capture_output=True, text=True,
-                          cwd=REPO if cwd is None else cwd, timeout=timeout,
-                          env={**__import__("os").environ, "PYTHONPATH": str(REPO), **(env or {})})
 
 
 def test_python_app_suite_runs_unmodified():
@@ -158,34 +153,6 @@ def test_pytest_plugin_is_inert_without_the_flag():
     assert proc.returncode == 0 and "1 skipped" in proc.stdout, proc.stdout + proc.stderr
 
 
-def _png_data_uri() -> str:
-    import base64
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (10, 120, 200)).save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-V1 = "/queue/fal-ai/kling-video/v1/standard/image-to-video"
-
-
-def _wait_status(url: str, until, timeout: float = 30) -> dict:
-    import time
-
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = httpx.get(url).json()
-        if until(status):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"status never reached the condition: {status}")
-
-
 def test_start_deadline_expires_while_the_worker_is_busy(tmp_path):
     import time
 
@@ -193,16 +160,16 @@ def test_start_deadline_expires_while_the_worker_is_busy(tmp_path):
 
     from live_server import LiveServer
 
-    image = _png_data_uri()
+    image = png_data_uri()
     # The test engine sleeps per frame: 40 × 0.25 s keeps the one worker busy for 10 s, whatever
     # the machine's speed (a real engine's clip length is not a timing guarantee).
     with LiveServer.start(tmp_path / "srv", auth=False, engine="engines:StepEngine") as srv:
         busy = httpx.post(srv.url + V1, json={"prompt": "frames=40 delay=0.25", "image_url": image}).json()
-        _wait_status(busy["status_url"], lambda s: s["status"] == "IN_PROGRESS")
+        wait_status(busy["status_url"], lambda s: s["status"] == "IN_PROGRESS")
         submitted = time.monotonic()
         waiting = httpx.post(srv.url + V1, json={"prompt": "late", "image_url": image},
                              headers={"X-Fal-Request-Timeout": "1"}).json()
-        status = _wait_status(waiting["status_url"], lambda s: s["status"] == "COMPLETED", timeout=15)
+        status = wait_status(waiting["status_url"], lambda s: s["status"] == "COMPLETED", timeout=15)
         took = time.monotonic() - submitted
         assert status["error_type"] == "request_timeout", status
         assert took <= 1 + 1, f"the 1 s start deadline expired only after {took:.2f} s"
@@ -226,7 +193,7 @@ def test_generation_fault_ends_completed_with_a_runner_error():
             "while not isinstance(h.status(), fal_client.Completed): time.sleep(0.05)\n"
             "try:\n    h.get()\nexcept fal_client.client.FalClientHTTPError as exc:\n"
             "    print(json.dumps({'status': exc.status_code, 'type': exc.error_type, 'detail': exc.message, "
-            "'queued': queued}))\n") % _png_data_uri()
+            "'queued': queued}))\n") % png_data_uri()
     proc = twin(sys.executable, "-c", code, options=("--faults", "generation=1,queue_delay=1.5,seed=5"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -329,112 +296,6 @@ def test_print_env_lines_are_shell_quoted(tmp_path):
     assert node_options.endswith(" --max-old-space-size=64 --title='x y'") and key == "stillreel", shell
 
 
-# -- object lifecycle and retention ---------------------------------------------------------------
-
-
-def test_object_lifecycle_on_uploads_and_outputs(tmp_path):
-    # The real fal_client asks for a 2 s upload and 3 s outputs; 10 s later both answer 404 and the
-    # background sweep has removed their bytes.
-    code = ("import json, time, httpx, fal_client\n"
-            "from fal_client.client import StorageSettings\n"
-            "t0 = time.monotonic()\n"
-            "url = fal_client.upload(b'short-lived', 'text/plain', lifecycle=StorageSettings(expires_in=2))\n"
-            "fresh = httpx.get(url).status_code\n"
-            "out = fal_client.subscribe('fal-ai/kling-video/v1/standard/image-to-video', arguments={'prompt': 'x', "
-            "'image_url': %r}, headers={'X-Fal-Object-Lifecycle-Preference': json.dumps({'expiration_duration_seconds': 3})})\n"
-            "video = out['video']['url']\n"
-            "kept = httpx.get(video).status_code\n"
-            "time.sleep(max(0, 10 - (time.monotonic() - t0)))\n"
-            "print(json.dumps({'upload': url, 'video': video, 'fresh': fresh, 'kept': kept, "
-            "'upload_later': httpx.get(url).status_code, 'video_later': httpx.get(video).status_code}))\n"
-            ) % _png_data_uri()
-    data = tmp_path / "data"
-    proc = twin(sys.executable, "-c", code, options=("--data-dir", str(data)))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert (out["fresh"], out["kept"]) == (200, 200), out
-    assert (out["upload_later"], out["video_later"]) == (404, 404), out
-    for url in (out["upload"], out["video"]):
-        assert not (data / "files" / url.split("/files/", 1)[1]).exists(), url
-
-
-def test_signed_upload_carries_the_initiate_lifecycle(tmp_path):
-    import time
-
-    import httpx
-
-    from live_server import LiveServer
-
-    with LiveServer.start(tmp_path / "srv", auth=False) as srv:
-        lifecycle = json.dumps({"expiration_duration_seconds": 1})
-        grant = httpx.post(f"{srv.url}/storage/upload/initiate?storage_type=fal-cdn-v3",
-                           json={"file_name": "a.txt", "content_type": "text/plain"},
-                           headers={"X-Fal-Object-Lifecycle": lifecycle}).json()
-        assert httpx.put(grant["upload_url"], content=b"hi", headers={"Content-Type": "text/plain"}).status_code == 200
-        keep = httpx.post(f"{srv.url}/files/upload", content=b"kept", headers={"Content-Type": "text/plain"}).json()
-        assert httpx.get(grant["file_url"]).status_code == 200
-        time.sleep(1.5)
-        gone = httpx.get(grant["file_url"])
-        assert gone.status_code == 404 and gone.json() == {"detail": "File not found"}
-        assert httpx.get(keep["access_url"]).status_code == 200
-
-
-def test_retention_sweep_removes_old_requests_and_files(tmp_path):
-    import os
-    import time
-
-    from stillreel.jobs.store import JobStore
-    from stillreel.storage.lifecycle import Lifecycle
-    from stillreel.storage.local import LocalStorage
-
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    store, storage = JobStore(url), LocalStorage(tmp_path / "files")
-
-    def finished_request() -> str:
-        job, _ = store.submit(endpoint_id="fal-ai/kling-video/v1/standard/image-to-video", input={}, plan={},
-                              engine={}, base_url="http://x")
-        store.finish(store.claim("w", 30), result={"video": {"url": "http://x/files/b/00000000/x_a.mp4"}},
-                     logs=[(time.time(), "INFO", "done")])
-        return job.id
-
-    old_id, old_file = finished_request(), storage.put_bytes(b"old", file_name="old.txt", content_type="text/plain")
-    day = 86400
-    os.utime(storage.local_path(old_file.key), (time.time() - 3 * day,) * 2)
-    lifecycle = Lifecycle(store, storage, retention_s=2 * day)
-    # The sweep's clock runs 3 days ahead for the request (its finished_at is now); files go by mtime.
-    done = lifecycle.sweep(now=time.time() + 3 * day)
-    assert done["requests"] == 1 and done["files"] >= 1, done
-    fresh_store = JobStore(url)  # a new store: no in-process cache of finished requests
-    assert fresh_store.get(old_id) is None and fresh_store.logs(old_id) == []
-    assert storage.stat(old_file.key) is None
-
-    new_id, new_file = finished_request(), storage.put_bytes(b"new", file_name="new.txt", content_type="text/plain")
-    assert lifecycle.sweep()["requests"] == 0
-    assert JobStore(url).get(new_id) is not None and storage.stat(new_file.key) is not None
-
-
-def test_serve_retention_option_sweeps_in_the_background(tmp_path):
-    import time
-
-    import httpx
-
-    from live_server import LiveServer
-
-    # 0.00005 days = 4.3 s
-    with LiveServer.start(tmp_path / "srv", auth=False, engine="engines:StepEngine",
-                          args=["--retention", "0.00005"]) as srv:
-        job = httpx.post(srv.url + V1, json={"prompt": "frames=4", "image_url": _png_data_uri()}).json()
-        _wait_status(job["status_url"], lambda s: s["status"] == "COMPLETED")
-        video = httpx.get(job["response_url"]).json()["video"]["url"]
-        assert httpx.get(video).status_code == 200
-        gone = _wait_status(job["status_url"] + "?logs=1", lambda s: "status" not in s, timeout=20)
-        assert gone == {"detail": "Request not found"}
-        deadline = time.monotonic() + 10
-        while httpx.get(video).status_code != 404:
-            assert time.monotonic() < deadline, "the video outlived --retention"
-            time.sleep(0.2)
-
-
 # -- an Express app behind @fal-ai/server-proxy ---------------------------------------------------
 
 EXPRESS_APP = REPO / "tests" / "apps" / "express-proxy"
@@ -454,18 +315,3 @@ def test_express_app_behind_fal_server_proxy_runs_unmodified():
     assert "COMPLETED" in out["updates"] and out["streamed"][-1] == "COMPLETED", out
     summary = proc.stderr.strip().splitlines()[-1]
     assert "submit 2" in summary and "upload 2" in summary, summary  # initiate + PUT
-
-
-def test_token_signature_scope_and_expiry():
-    from stillreel.api.tokens import app_of, claims_of, issue
-
-    secret, now = b"k" * 32, 1_000_000
-    token = issue(secret, "key1", ["kling-video"], 120, now=now)
-    assert claims_of(secret, token, now=now + 119)["sub"] == "key1"
-    assert claims_of(secret, token, now=now + 120) is None  # expired
-    assert claims_of(b"x" * 32, token, now=now) is None  # another server's secret
-    header, payload, signature = token.split(".")
-    forged = issue(b"attacker", "key1", ["*"], 9999, now=now).split(".")[1]
-    assert claims_of(secret, f"{header}.{forged}.{signature}", now=now) is None
-    assert app_of("/queue/fal-ai/kling-video/requests/x/status/stream") == "fal-ai/kling-video"
-    assert app_of("/workflows/me/flow/requests/x/status/stream") == "me/flow"
