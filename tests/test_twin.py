@@ -131,6 +131,10 @@ def test_serve_takes_faults(tmp_path):
         response = httpx.get(f"{srv.url}/queue/fal-ai/kling-video/requests/nope/status")
         assert response.status_code in (429, 502, 503, 504)
         assert "x-fal-request-id" not in response.headers
+        # A call in fal's proxy protocol is faulted by the route it targets.
+        target = "https://queue.fal.run/fal-ai/kling-video/requests/nope/status"
+        proxied = httpx.get(f"{srv.url}/api/fal/proxy", headers={"x-fal-target-url": target})
+        assert proxied.status_code in (429, 502, 503, 504)
         assert httpx.get(f"{srv.url}/healthz").status_code == 200
 
 

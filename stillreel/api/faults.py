@@ -21,6 +21,9 @@ import contextlib
 import random
 from dataclasses import dataclass, field
 
+from stillreel.api.proxy import PROXY_PATH
+from stillreel.api.proxy import route as proxy_route
+
 ROUTES = ("submit", "status", "result", "cancel", "upload", "run")
 KINDS = (429, 502, 503, 504)
 _REASONS = {502: "Bad Gateway", 503: "Service Temporarily Unavailable", 504: "Gateway Time-out"}
@@ -122,6 +125,14 @@ class FaultMiddleware:
             self._blocks.remove(counted)
             self.spec, self.random = previous
 
+    def _route(self, scope) -> str:
+        path = scope["path"]
+        if path.rstrip("/") == PROXY_PATH:  # fal's proxy protocol: the route is the target URL's
+            target = next((v for k, v in scope["headers"] if k == b"x-fal-target-url"), None)
+            routed = proxy_route(target.decode("latin-1"), set()) if target else None
+            path = routed[0] if routed else path
+        return self.route_of(scope["method"], path)
+
     def _count(self, kind: str) -> None:
         self.injected[kind] += 1
         for block in self._blocks:
@@ -131,7 +142,7 @@ class FaultMiddleware:
         spec = self.spec
         if scope["type"] != "http" or not spec.active or scope["method"] == "OPTIONS":
             return await self.app(scope, receive, send)
-        route = self.route_of(scope["method"], scope["path"])
+        route = self._route(scope)
         rate = spec.rates.get(route, 0.0)
         if rate and self.random.random() < rate:
             kind = self.random.choice(KINDS)
