@@ -2,8 +2,12 @@
 (the token flow itself runs in the real @fal-ai/client: tests/js/tokens.test.mjs)."""
 
 import json
+import shutil
 import sys
+import time
 
+import pytest
+from test_s3 import MOTO, _open, bucket, moto  # noqa: F401 (moto and bucket are fixtures)
 from twin_helpers import V1, png_data_uri, twin, wait_status
 
 
@@ -126,3 +130,14 @@ def test_token_signature_scope_and_expiry():
     assert claims_of(secret, f"{header}.{forged}.{signature}", now=now) is None
     assert app_of("/queue/fal-ai/kling-video/requests/x/status/stream") == "fal-ai/kling-video"
     assert app_of("/workflows/me/flow/requests/x/status/stream") == "me/flow"
+
+
+@pytest.mark.skipif(not MOTO.exists() and not shutil.which("moto_server"), reason="needs moto[server]")
+def test_s3_old_files_lists_stored_files_by_age(moto, bucket, tmp_path):  # noqa: F811
+    storage = _open(moto, bucket, tmp_path)
+    stored = storage.put_bytes(b"x", file_name="a.txt", content_type="text/plain")
+    part = tmp_path / "part"
+    part.write_bytes(b"p" * 10)
+    storage.put_part("0" * 32, 1, part)  # a staged multipart part is not a stored file
+    assert list(storage.old_files(3600)) == []
+    assert list(storage.old_files(0, now=time.time() + 60)) == [stored.key]
