@@ -29,6 +29,11 @@ Engine = typer.Option("motion", "--engine", envvar="STILLREEL_ENGINE", help="mot
 Model = typer.Option(None, "--model", envvar="STILLREEL_MODEL", help="Diffusion model: a local folder or a hub id.")
 ConfigFile = typer.Option(None, "--config", help="stillreel.toml binding endpoints to engines and models.")
 EngineOption = typer.Option([], "--engine-option", "-O", help="KEY=VALUE passed to the engine (repeatable), e.g. -O steps=30 -O dtype=bfloat16.")
+Retention = typer.Option(None, "--retention", min=0.0, help="Remove finished requests and stored files older than DAYS (fractions allowed), swept in the background.")
+
+
+def _retention_s(days: float | None) -> float | None:
+    return days * 86400 if days else None
 
 
 def _option_value(text: str):
@@ -111,7 +116,8 @@ def serve(
     lease_seconds: float = typer.Option(30.0, "--lease-seconds", help="How long a silent worker keeps a request."),
     cancel_grace: float = typer.Option(10.0, "--cancel-grace", help="Seconds a cancelled generation gets to stop before it is killed."),
     webhook_backoff: Optional[str] = typer.Option(None, "--webhook-backoff", help="Comma-separated retry delays in seconds (default: 10 attempts over ~2 h)."),
-    faults: Optional[str] = typer.Option(None, "--faults", help="ROUTE=RATE,…,seed=N: answer that share of requests as fal's edge fails (429, nginx 502/503/504)."),
+    faults: Optional[str] = typer.Option(None, "--faults", help="ROUTE=RATE,…,generation=RATE,queue_delay=S,seed=N: edge failures (429, nginx 502/503/504), runner errors, a slow queue."),
+    retention: Optional[float] = Retention,
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ):
     """Run the API (and workers) on one port: fal's run, queue, storage routes and the playground."""
@@ -128,7 +134,7 @@ def serve(
         public_url=public_url, auth=not no_auth, workers=workers, default_max_queue=max_queue,
         limits=Limits(allow_private_urls=allow_private_urls, max_input_bytes=int(max_input_mb * MiB),
                       max_upload_bytes=int(max_upload_mb * MiB), max_image_pixels=int(max_image_megapixels * 1e6)),
-        lease_s=lease_seconds, cancel_grace_s=cancel_grace,
+        lease_s=lease_seconds, cancel_grace_s=cancel_grace, retention_s=_retention_s(retention),
         **({"webhook_backoff_s": _delays(webhook_backoff)} if webhook_backoff else {}),
     )
     try:
@@ -163,12 +169,14 @@ def twin(
     engine_option: list[str] = EngineOption,
     workers: int = typer.Option(1, "--workers", min=0),
     auth: bool = typer.Option(False, "--auth", help="Require a key (one is created and put in FAL_KEY)."),
-    faults: Optional[str] = typer.Option(None, "--faults", help="ROUTE=RATE,…,seed=N: answer that share of requests as fal's edge fails (429, nginx 502/503/504)."),
+    faults: Optional[str] = typer.Option(None, "--faults", help="ROUTE=RATE,…,generation=RATE,queue_delay=S,seed=N: edge failures (429, nginx 502/503/504), runner errors, a slow queue."),
+    retention: Optional[float] = Retention,
     print_env: bool = typer.Option(False, "--print-env", help="Print the environment (export lines) and serve until interrupted."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ):
     """Run COMMAND against a fresh embedded stillreel: unmodified fal clients reach it, no code change."""
     import os
+    import shlex
     import subprocess
     import tempfile
 
@@ -188,7 +196,7 @@ def twin(
     temp = tempfile.TemporaryDirectory(prefix="stillreel-twin-") if data_dir is None else None
     folder = Path(temp.name) if temp else data_dir
     settings = _settings(folder, None, None, engine, None, None, engine_option, auth=auth, workers=workers,
-                         limits=Limits(allow_private_urls=True))
+                         limits=Limits(allow_private_urls=True), retention_s=_retention_s(retention))
     app_ = create_app(settings)
     key = app_.state.keys.create("twin") if auth else None
     faulty = FaultMiddleware(app_, fault_spec, route_name)
@@ -199,7 +207,7 @@ def twin(
     try:
         if print_env:
             for name, value in env.items():
-                print(f"export {name}={value!r}", flush=True)
+                print(f"export {name}={shlex.quote(value)}", flush=True)  # a shell reads these
         if command:
             try:
                 status = subprocess.call(command, env={**os.environ, **env})

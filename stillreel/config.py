@@ -43,6 +43,7 @@ class Settings:
     webhook_backoff_s: tuple[float, ...] = (5, 15, 45, 120, 300, 600, 900, 1800, 3600)
     webhook_timeout_s: float = 15.0  # one delivery, DNS to response, all told
     webhook_concurrency: int = 8  # deliveries under way at once per server: hung receivers cost only their own slot
+    retention_s: float | None = None  # --retention: finished requests and stored files older than this go
 
     @property
     def db_url(self) -> str:

@@ -88,4 +88,4 @@ def test_js_client(test_file, node_ready, server, tmp_path):
 
 def test_every_js_test_file_is_run():
     # Guards the parametrization above against an empty glob (a moved folder would pass silently).
-    assert {"queue.test.mjs", "storage.test.mjs", "routing.test.mjs", "kinds.test.mjs"} <= set(TEST_FILES)
+    assert {"queue.test.mjs", "storage.test.mjs", "routing.test.mjs", "kinds.test.mjs", "tokens.test.mjs"} <= set(TEST_FILES)

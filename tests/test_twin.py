@@ -10,16 +10,11 @@ import sys
 import pytest
 
 from live_server import CLI_COMMAND, REPO
+from twin_helpers import V1, png_data_uri, twin, wait_status
 from stillreel.twin.server import route_name
 
 PYAPP = REPO / "tests" / "apps" / "pyapp"
 NODE_APP = REPO / "tests" / "js" / "apps" / "subscribe-app.mjs"
-
-
-def twin(*command: str, cwd=REPO, timeout: float = 180, options=()) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI_COMMAND, "twin", *options, "--", *command], capture_output=True, text=True,
-                          cwd=REPO if cwd is None else cwd, timeout=timeout,
-                          env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
 
 
 def test_python_app_suite_runs_unmodified():
@@ -136,6 +131,10 @@ def test_serve_takes_faults(tmp_path):
         response = httpx.get(f"{srv.url}/queue/fal-ai/kling-video/requests/nope/status")
         assert response.status_code in (429, 502, 503, 504)
         assert "x-fal-request-id" not in response.headers
+        # A call in fal's proxy protocol is faulted by the route it targets.
+        target = "https://queue.fal.run/fal-ai/kling-video/requests/nope/status"
+        proxied = httpx.get(f"{srv.url}/api/fal/proxy", headers={"x-fal-target-url": target})
+        assert proxied.status_code in (429, 502, 503, 504)
         assert httpx.get(f"{srv.url}/healthz").status_code == 200
 
 
@@ -165,26 +164,159 @@ def test_start_deadline_expires_while_the_worker_is_busy(tmp_path):
 
     from live_server import LiveServer
 
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.new("RGB", (64, 48), (10, 120, 200)).save(buffer, "PNG")
-    data_uri = "data:image/png;base64," + __import__("base64").b64encode(buffer.getvalue()).decode()
-    endpoint = "/queue/fal-ai/kling-video/v1/standard/image-to-video"
-    with LiveServer.start(tmp_path / "srv", auth=False) as srv:
-        busy = httpx.post(srv.url + endpoint, json={"prompt": "long", "image_url": data_uri, "duration": "10"}).json()
-        waiting = httpx.post(srv.url + endpoint, json={"prompt": "late", "image_url": data_uri, "duration": "5"},
+    image = png_data_uri()
+    # The test engine sleeps per frame: 40 × 0.25 s keeps the one worker busy for 10 s, whatever
+    # the machine's speed (a real engine's clip length is not a timing guarantee).
+    with LiveServer.start(tmp_path / "srv", auth=False, engine="engines:StepEngine") as srv:
+        busy = httpx.post(srv.url + V1, json={"prompt": "frames=40 delay=0.25", "image_url": image}).json()
+        wait_status(busy["status_url"], lambda s: s["status"] == "IN_PROGRESS")
+        submitted = time.monotonic()
+        waiting = httpx.post(srv.url + V1, json={"prompt": "late", "image_url": image},
                              headers={"X-Fal-Request-Timeout": "1"}).json()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            status = httpx.get(waiting["status_url"]).json()
-            if status["status"] == "COMPLETED":
-                break
-            time.sleep(0.1)
-        first = httpx.get(busy["status_url"]).json()
-        assert status["status"] == "COMPLETED" and status["error_type"] == "request_timeout", status
-        assert first["status"] != "COMPLETED", "the worker finished first: the deadline was not enforced while busy"
+        status = wait_status(waiting["status_url"], lambda s: s["status"] == "COMPLETED", timeout=15)
+        took = time.monotonic() - submitted
+        assert status["error_type"] == "request_timeout", status
+        assert took <= 1 + 1, f"the 1 s start deadline expired only after {took:.2f} s"
+        assert httpx.get(busy["status_url"]).json()["status"] == "IN_PROGRESS"
         result = httpx.get(waiting["response_url"])
         assert result.status_code == 504 and result.headers["x-fal-request-timeout-type"] == "user"
+        httpx.put(busy["cancel_url"])
+
+
+# -- generation faults and queue delay ------------------------------------------------------------
+
+
+def test_generation_fault_ends_completed_with_a_runner_error():
+    # The real fal_client sees the request finish (COMPLETED) and raises fal's runner error.
+    code = ("import json, time, fal_client\n"
+            "h = fal_client.submit('fal-ai/kling-video/v2/master/image-to-video', arguments={'prompt': 'x', "
+            "'image_url': %r})\n"
+            "t0 = time.monotonic()\n"
+            "while isinstance(h.status(), fal_client.Queued): time.sleep(0.05)\n"
+            "queued = time.monotonic() - t0\n"
+            "while not isinstance(h.status(), fal_client.Completed): time.sleep(0.05)\n"
+            "try:\n    h.get()\nexcept fal_client.client.FalClientHTTPError as exc:\n"
+            "    print(json.dumps({'status': exc.status_code, 'type': exc.error_type, 'detail': exc.message, "
+            "'queued': queued}))\n") % png_data_uri()
+    proc = twin(sys.executable, "-c", code, options=("--faults", "generation=1,queue_delay=1.5,seed=5"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (out["status"], out["type"]) in {(503, "runner_disconnected"), (502, "runner_incomplete_response"),
+                                            (500, "runner_server_error")}, out
+    assert isinstance(out["detail"], str) and out["detail"]
+    assert 1.3 <= out["queued"] <= 1.5 + 1.5, out  # held in the queue for queue_delay seconds
+    summary = proc.stderr.strip().splitlines()[-1]
+    assert "injected 2 faults" in summary and out["type"] in summary and "queue_delay: 1" in summary, summary
+
+
+def test_submit_faults_are_deterministic_with_the_seed():
+    import asyncio
+
+    from stillreel.api.faults import SCOPE_KEY, FaultMiddleware, FaultSpec
+
+    def draws(spec: str) -> list:
+        seen = []
+
+        async def app(scope, receive, send):
+            seen.append(scope.get(SCOPE_KEY))
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+
+        middleware = FaultMiddleware(app, FaultSpec.parse(spec), route_name)
+
+        async def run():
+            async def send(message):
+                pass
+            for path in ["/queue/fal-ai/kling-video/v1/standard/image-to-video"] * 30:
+                await middleware(dict(type="http", method="POST", path=path), None, send)
+        asyncio.run(run())
+        return [(d.failure, d.hold_s) for d in seen], middleware.injected
+
+    first, injected = draws("generation=0.4,queue_delay=2,seed=9")
+    assert first == draws("generation=0.4,queue_delay=2,seed=9")[0]
+    assert first != draws("generation=0.4,queue_delay=2,seed=10")[0]
+    failures = [f for f, _ in first if f]
+    assert 0 < len(failures) < 30 and all(hold == 2 for _, hold in first)
+    assert injected["queue_delay"] == 30 and sum(injected.values()) == 30 + len(failures)
+
+
+def test_fault_spec_parses_generation_and_queue_delay():
+    from stillreel.api.faults import FaultSpec
+
+    spec = FaultSpec.parse("generation=0.2,queue_delay=3,status=0.1,seed=4")
+    assert (spec.generation, spec.queue_delay, spec.rates, spec.seed) == (0.2, 3.0, {"status": 0.1}, 4)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        FaultSpec.parse("generation=2")
+    with pytest.raises(ValueError, match="queue_delay"):
+        FaultSpec.parse("queue_delay=-1")
+
+
+# -- pytest plugin, twin environment --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("auth", [False, True])
+def test_pytest_plugin_fixture_seeds_counts_and_keys(auth):
+    import os
+
+    flags = ["--stillreel"] + (["--stillreel-auth"] if auth else [])
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *flags, "."],
+                          capture_output=True, text=True, cwd=REPO / "tests" / "apps" / "plugin", timeout=180,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "EXPECT_AUTH": "1" if auth else "0",
+                               "FAL_KEY": "a-real-fal-key-must-not-be-used"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed" in proc.stdout
+
+
+def test_twin_python_path_does_not_shadow_the_apps_modules(tmp_path):
+    # An app's own top-level "server" module, on its PYTHONPATH after the twin's entry.
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "server.py").write_text("NAME = 'the app'\n")
+    code = "import server, fal_client.client as c; print(server.NAME); print(c.REST_URL)"
+    proc = twin(sys.executable, "-c", code, cwd=tmp_path, env={"PYTHONPATH": f"{REPO}:{lib}"})
+    assert proc.returncode == 0, proc.stderr
+    name, rest = proc.stdout.strip().splitlines()
+    assert name == "the app" and rest.startswith("http://127.0.0.1:")
+
+
+def test_print_env_lines_are_shell_quoted(tmp_path):
+    import os
+    import signal
+
+    proc = subprocess.Popen([*CLI_COMMAND, "twin", "--print-env"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "NODE_OPTIONS": "--max-old-space-size=64 --title='x y'"})
+    try:
+        lines = []
+        while len(lines) < 5:  # the URL twice, FAL_KEY, PYTHONPATH, NODE_OPTIONS
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            lines.append(line.rstrip("\n"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    script = "\n".join(lines) + '\nprintf "%s\\n" "$NODE_OPTIONS" "$FAL_KEY"'
+    shell = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    node_options, key = shell.stdout.splitlines()
+    assert node_options.endswith(" --max-old-space-size=64 --title='x y'") and key == "stillreel", shell
+
+
+# -- an Express app behind @fal-ai/server-proxy ---------------------------------------------------
+
+EXPRESS_APP = REPO / "tests" / "apps" / "express-proxy"
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_express_app_behind_fal_server_proxy_runs_unmodified():
+    # The app's packages are tests/js's install (package.json pins @fal-ai/server-proxy and express).
+    modules = EXPRESS_APP / "node_modules"
+    if not modules.exists():
+        modules.symlink_to(REPO / "tests" / "js" / "node_modules", target_is_directory=True)
+    if not (modules / "@fal-ai" / "server-proxy").exists():  # as tests/test_fal_client_js.py does
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=REPO / "tests" / "js", check=True, timeout=600)
+    proc = twin("node", "main.mjs", cwd=EXPRESS_APP)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["imageUrl"].startswith("http://127.0.0.1:") and out["bytes"] > 1000, out
+    assert "COMPLETED" in out["updates"] and out["streamed"][-1] == "COMPLETED", out
+    summary = proc.stderr.strip().splitlines()[-1]
+    assert "submit 2" in summary and "upload 2" in summary, summary  # initiate + PUT

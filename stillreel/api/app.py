@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stillreel import __version__
-from stillreel.api import deps, openapi, playground, queue, storage, unavailable
+from stillreel.api import deps, openapi, playground, queue, storage, tokens, unavailable
 from stillreel.api.fastpath import StillreelAPI
 from stillreel.api.proxy import ProxyMiddleware
 from stillreel.config import Settings
@@ -27,6 +27,7 @@ from stillreel.jobs.store import JobStore
 from stillreel.jobs.webhooks import Dispatcher, Signer
 from stillreel.jobs.worker import Worker
 from stillreel.storage import open_storage
+from stillreel.storage.lifecycle import Lifecycle, sweep_quietly
 
 log = logging.getLogger("stillreel")
 SWEEP_EVERY_S = 3600.0
@@ -42,6 +43,7 @@ class Services:
         self.store = JobStore(settings.db_url)
         self.storage = open_storage(settings)
         self.keys = Keys(self.store)
+        self.lifecycle = Lifecycle(self.store, self.storage, settings.retention_s)
         self.signer = Signer(self.store)
         self.changes = Changes()
         self.wake = threading.Event()
@@ -110,6 +112,7 @@ class Services:
                 # deadline (X-Fal-Request-Timeout) late. maintain() is safe beside the workers' own.
                 if self.store.maintain(self.settings.max_attempts):
                     self.changes.notify(None)
+                sweep_quietly(self.lifecycle)  # object lifecycle and --retention
                 if time.monotonic() - last_sweep > SWEEP_EVERY_S:
                     last_sweep = time.monotonic()
                     self.storage.sweep(ABANDONED_UPLOAD_S)  # half-finished multipart uploads
@@ -144,6 +147,7 @@ def create_app(settings: Settings, *, run_services: bool = True) -> FastAPI:
     app.state.store = services.store
     app.state.storage = services.storage
     app.state.keys = services.keys
+    app.state.lifecycle = services.lifecycle
     app.state.changes = services.changes
     app.state.wake = services.wake
     app.state.capabilities = services.capabilities
@@ -182,6 +186,7 @@ def create_app(settings: Settings, *, run_services: bool = True) -> FastAPI:
         return services.signer.jwks()
 
     app.include_router(storage.router)
+    app.include_router(tokens.router)
     app.include_router(openapi.router)
     app.include_router(queue.router)
     app.include_router(playground.router)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from stillreel.api import tokens
 from stillreel.config import Settings
 
 
@@ -40,8 +41,9 @@ def base_url(request: Request) -> str:
 async def caller(request: Request) -> Caller:
     """FastAPI dependency: the authenticated caller, or 401 in fal's shape.
 
-    Accepts ``Authorization: Key KEY_ID:SECRET`` (fal's scheme) and ``Bearer`` tokens issued by
-    ``/storage/auth/token`` (fal's CDN uploads use those). Async, and answered from the keys'
+    Accepts ``Authorization: Key KEY_ID:SECRET`` (fal's scheme), ``Bearer`` tokens issued by
+    ``/storage/auth/token`` (fal's CDN uploads use those), and on the status stream only a
+    ``fal_jwt_token`` query parameter from ``POST /tokens/``. Async, and answered from the keys'
     short-lived cache when it can be, because status polls arrive at 10 Hz per client.
     """
     found = getattr(request.state, "caller", None)
@@ -60,6 +62,10 @@ async def caller(request: Request) -> Caller:
             key_id = await run_in_threadpool(keys.verify, credentials)
     elif scheme.lower() == "bearer" and credentials:
         key_id = await run_in_threadpool(keys.verify_token, credentials)
+    elif not header and "fal_jwt_token" in request.query_params and tokens.accepts_token(request.url.path):
+        # fal's temporary token (POST /tokens/): what a browser streaming status with
+        # connectionMode "client" sends instead of a key. Raises 401/403 itself.
+        key_id = await tokens.caller_from_token(request, request.query_params["fal_jwt_token"])
     if key_id is None:
         raise HTTPException(
             status_code=401,

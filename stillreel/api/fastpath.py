@@ -83,6 +83,12 @@ class StatusFastPath:
         self.prefixes = _known_prefixes()
         self.final: dict[tuple, tuple[bytes, list, int]] = {}
         self.live: dict[tuple, tuple[int, float, bytes, list, int]] = {}
+        services.lifecycle.on_retire.append(self.forget)  # --retention deletes finished requests
+
+    def forget(self, job_ids) -> None:
+        gone = set(job_ids)
+        for key in [k for k in self.final if k[0] in gone]:
+            self.final.pop(key, None)
 
     async def answer(self, scope) -> tuple[bytes, list, int, str | None] | None:
         """(body, raw headers, status, owner) for this GET, or None: the full stack answers."""

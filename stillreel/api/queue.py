@@ -14,11 +14,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from stillreel.api import deps
+from stillreel.api import deps, faults
 from stillreel.api.inputs import plan_request, validation_error
 from stillreel.endpoints.registry import find
 from stillreel.jobs.schema import CANCELED, PRIORITIES, QUEUED, SUCCEEDED, Failure, Job, QueueFull
 from stillreel.jobs.webhook_url import WebhookURLError, check_webhook_url
+from stillreel.storage.lifecycle import requested_lifetime
 
 router = APIRouter()
 KEEPALIVE_S = 15.0
@@ -104,18 +105,23 @@ async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync
             deadline = time.time() + timeout
     except ValueError:
         pass
+    plan_json = plan.to_json()
+    hold_s = faults.at_submit(request.scope, plan_json)  # --faults generation / queue_delay drew these
     max_queue = request.query_params.get("fal_max_queue_length")
     max_queue = int(max_queue) if max_queue and max_queue.isdigit() else app.state.settings.default_max_queue
     try:
         job, position = await run_in_threadpool(
             app.state.store.submit,
-            endpoint_id=endpoint.id, input=payload, plan=plan.to_json(),
+            endpoint_id=endpoint.id, input=payload, plan=plan_json,
             engine=app.state.settings.engine_for(endpoint.id).to_json(), base_url=deps.base_url(request),
             priority=priority, key_id=who.key_id, webhook_url=webhook,
             start_deadline=deadline, max_queue=None if sync else max_queue,
+            **({"hold_until": time.time() + hold_s} if hold_s else {}),
         )
     except QueueFull as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": "5", "X-Fal-Error-Type": "queue_full"}) from None
+    if (lifetime := requested_lifetime(headers)) is not None:  # how long the outputs live
+        await run_in_threadpool(app.state.lifecycle.outputs_expire_in, job.id, lifetime)
     app.state.changes.touch()
     app.state.wake.set()
     return job, position

@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from stillreel.api import deps
 from stillreel.storage import FileTooLarge, Storage, StoredFile, UploadError
 from stillreel.storage.grants import MULTIPART_TTL_S, SINGLE_TTL_S, UploadGrant
+from stillreel.storage.lifecycle import Lifecycle, requested_lifetime
 from stillreel.storage.naming import new_key, new_upload_id, normalize_content_type
 
 router = APIRouter(tags=["storage"])
@@ -117,7 +118,21 @@ def _file_json(stored: StoredFile, url: str) -> dict:
     }
 
 
-async def _store_body(request: Request, *, key: str | None, file_name: str | None, content_type: str | None):
+def _lifecycle(request: Request) -> Lifecycle:
+    """The app's object expiries (made here for an app that mounts this router on its own)."""
+    state = request.app.state
+    if getattr(state, "lifecycle", None) is None:
+        state.lifecycle = Lifecycle(state.store, state.storage)
+    return state.lifecycle
+
+
+async def _expire(request: Request, key: str, lifetime: float | None) -> None:
+    if lifetime:  # fal's X-Fal-Object-Lifecycle: the file answers 404 after this many seconds
+        await run_in_threadpool(_lifecycle(request).expire_in, key, lifetime)
+
+
+async def _store_body(request: Request, *, key: str | None, file_name: str | None, content_type: str | None,
+                      lifetime: float | None):
     storage = _storage(request)
     limits = request.app.state.settings.limits
     # The key is named here: the staging file's own name must not leak into it.
@@ -129,6 +144,7 @@ async def _store_body(request: Request, *, key: str | None, file_name: str | Non
         )
     finally:
         path.unlink(missing_ok=True)
+    await _expire(request, stored.key, lifetime)
     return _file_json(stored, storage.url(stored.key, deps.base_url(request)))
 
 
@@ -146,7 +162,7 @@ async def _json_body(request: Request) -> dict:
     return body if isinstance(body, dict) else {}
 
 
-def _new_grant(file_name: str | None, content_type: str | None, *, multipart: bool) -> UploadGrant:
+def _new_grant(file_name: str | None, content_type: str | None, *, multipart: bool, request: Request) -> UploadGrant:
     content_type = normalize_content_type(content_type)
     return UploadGrant(
         key=new_key(file_name, content_type),
@@ -155,6 +171,7 @@ def _new_grant(file_name: str | None, content_type: str | None, *, multipart: bo
         file_name=file_name,
         expires=int(time.time()) + (MULTIPART_TTL_S if multipart else SINGLE_TTL_S),
         multipart=multipart,
+        lifetime=requested_lifetime(request.headers),
     )
 
 
@@ -206,6 +223,7 @@ async def _complete(request: Request, grant: UploadGrant) -> dict:
         raise _too_large(limit) from None
     except UploadError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
+    await _expire(request, stored.key, grant.lifetime)
     return _file_json(stored, storage.url(stored.key, deps.base_url(request)))
 
 
@@ -243,13 +261,14 @@ async def upload_file(request: Request, caller: CallerDep) -> dict:
         key=None,
         file_name=request.headers.get("x-fal-file-name"),
         content_type=request.headers.get("content-type"),
+        lifetime=requested_lifetime(request.headers),
     )
 
 
 @router.post("/files/upload/multipart")
 async def start_multipart(request: Request, caller: CallerDep) -> dict:
     grant = _new_grant(
-        request.headers.get("x-fal-file-name"), request.headers.get("content-type"), multipart=True
+        request.headers.get("x-fal-file-name"), request.headers.get("content-type"), multipart=True, request=request
     )
     secret = await run_in_threadpool(_upload_secret, request)
     url = _storage(request).url(grant.key, deps.base_url(request))
@@ -279,7 +298,7 @@ async def _initiate(request: Request, *, multipart: bool) -> dict:
     body = await _json_body(request)
     file_name = body.get("file_name") if isinstance(body.get("file_name"), str) else None
     content_type = body.get("content_type") if isinstance(body.get("content_type"), str) else None
-    grant = _new_grant(file_name, content_type, multipart=multipart)
+    grant = _new_grant(file_name, content_type, multipart=multipart, request=request)
     secret = await run_in_threadpool(_upload_secret, request)
     base = deps.base_url(request)
     return {
@@ -304,7 +323,8 @@ async def signed_put(request: Request, token: str = "") -> dict:
     content_type = grant.content_type
     if content_type == "application/octet-stream":  # the initiate call did not say; the PUT may
         content_type = normalize_content_type(request.headers.get("content-type"))
-    return await _store_body(request, key=grant.key, file_name=grant.file_name, content_type=content_type)
+    return await _store_body(request, key=grant.key, file_name=grant.file_name, content_type=content_type,
+                             lifetime=grant.lifetime)
 
 
 @router.put("/storage/upload/signed/{part_number:int}")
@@ -345,7 +365,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
 async def serve_file(request: Request, key: str) -> Response:
     storage = _storage(request)
     stored = await run_in_threadpool(storage.stat, key)
-    if stored is None:
+    if stored is None or await run_in_threadpool(_lifecycle(request).expired, key):
         return JSONResponse({"detail": "File not found"}, status_code=404)
     path = storage.local_path(key)
     if path is not None:  # Starlette answers Range (206), multi-range and HEAD itself

@@ -151,11 +151,12 @@ class Keys:
         if not hmac.compare_digest(expected, given) or int(expires) < time.time():
             return None
         # "-" tokens come from a server running without auth; they grant nothing once auth is on.
-        if key_id == "-" or not self._active(key_id):
+        if key_id == "-" or not self.active(key_id):
             return None
         return key_id
 
-    def _active(self, key_id: str) -> bool:
+    def active(self, key_id: str) -> bool:
+        """True while the key exists and is not revoked (tokens made from it die with it)."""
         with self.store.read() as conn:
             return conn.execute(
                 sa.select(api_keys.c.key_id).where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))

@@ -72,8 +72,12 @@ class JobStore:
         webhook_url: str | None = None,
         start_deadline: float | None = None,
         max_queue: int | None = None,
+        hold_until: float | None = None,
     ) -> tuple[Job, int]:
-        """Queue a request; returns it with its queue position (one transaction)."""
+        """Queue a request; returns it with its queue position (one transaction).
+
+        ``hold_until`` (fault injection's queue_delay): no worker claims it before then. Kept in
+        ``lease_until``, which a QUEUED row otherwise never has (release and re-queue clear it)."""
         job_id = str(uuid.uuid4())
         now = time.time()
         with self.write() as conn:
@@ -88,6 +92,7 @@ class JobStore:
                     id=job_id, endpoint_id=endpoint_id, status=QUEUED, priority=priority, input=input,
                     plan=plan, engine=engine, base_url=base_url, key_id=key_id, webhook_url=webhook_url,
                     start_deadline=start_deadline, attempts=0, progress=0.0, created_at=now,
+                    lease_until=hold_until,
                 )
             )
             job = self._get(conn, job_id)
@@ -111,6 +116,11 @@ class JobStore:
                 self._final.pop(next(iter(self._final)))
             self._final[job.id] = (job, self._logs(conn, job.id, 0))
         return job
+
+    def forget(self, job_ids) -> None:
+        """Drop finished requests from the in-memory cache (their rows were deleted: --retention)."""
+        for job_id in job_ids:
+            self._final.pop(job_id, None)
 
     def position(self, job: Job) -> int:
         with self.read() as conn:
@@ -179,9 +189,11 @@ class JobStore:
         r = requests.c
         now = time.time()
         # A request past its start deadline is never started, even before maintain() expires it
-        # (an idle worker polls claim more often than maintain runs).
+        # (an idle worker polls claim more often than maintain runs). A queued row's lease_until is
+        # the end of its --faults queue_delay hold.
         pick = sa.select(r.seq).where(
-            r.status == QUEUED, sa.or_(r.start_deadline.is_(None), r.start_deadline >= now)
+            r.status == QUEUED, sa.or_(r.start_deadline.is_(None), r.start_deadline >= now),
+            sa.or_(r.lease_until.is_(None), r.lease_until <= now),
         )
         if endpoints:
             pick = pick.where(r.endpoint_id.in_(endpoints))

@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+from stillreel.api.faults import injected_failure
 from stillreel.config import Settings
 from stillreel.endpoints.registry import find
 from stillreel.jobs.leftovers import SWEEP_EVERY_S, sweep_partial_outputs
@@ -257,6 +258,9 @@ class Worker:
     # -- one job -----------------------------------------------------------------------------
 
     def process(self, job: Job) -> None:
+        if (failure := injected_failure(job.plan)) is not None:  # --faults generation=RATE
+            self.store.finish(job, failure=failure, logs=[(time.time(), "ERROR", failure.message)])
+            return
         endpoint = find(job.endpoint_id)
         title = endpoint.title if endpoint else job.endpoint_id
         logs: list[tuple[float, str, str]] = [(time.time(), "INFO", f"started on worker {self.id} (attempt {job.attempts}): {title}")]

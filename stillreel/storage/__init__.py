@@ -106,6 +106,9 @@ class Storage(Protocol):
     def sweep(self, older_than_s: float) -> int:
         """Remove staged uploads and temp files older than this; returns how many were removed."""
 
+    def old_files(self, older_than_s: float, now: float | None = None) -> Iterator[str]:
+        """Keys of stored files last written more than ``older_than_s`` ago (``--retention``)."""
+
 
 def open_storage(settings: Settings) -> Storage:
     """The storage ``settings.storage_url`` names: None/``file://…``/a path → local, ``s3://…`` → S3."""

@@ -28,6 +28,7 @@ class UploadGrant:
     file_name: str | None
     expires: int  # unix seconds
     multipart: bool
+    lifetime: float | None = None  # X-Fal-Object-Lifecycle seconds, asked for at initiate
 
     def sign(self, secret: bytes) -> str:
         body = json.dumps(
@@ -38,6 +39,7 @@ class UploadGrant:
                 "n": self.file_name,
                 "e": self.expires,
                 "m": int(self.multipart),
+                **({"l": self.lifetime} if self.lifetime else {}),
             },
             separators=(",", ":"),
         ).encode()
@@ -62,6 +64,7 @@ class UploadGrant:
                 file_name=data["n"],
                 expires=int(data["e"]),
                 multipart=bool(data["m"]),
+                lifetime=float(data["l"]) if data.get("l") else None,
             )
         except (ValueError, KeyError, TypeError):
             return None

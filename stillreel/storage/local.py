@@ -241,6 +241,21 @@ class LocalStorage:
                 removed += 1
         return removed
 
+    def old_files(self, older_than_s: float, now: float | None = None) -> Iterator[str]:
+        cutoff = (time.time() if now is None else now) - older_than_s
+        for path in _walk_files(self.root):
+            if _mtime(path) < cutoff:
+                yield path.relative_to(self.root).as_posix()
+
+
+def _walk_files(root: Path) -> Iterator[Path]:
+    """Stored files under ``root``; dot folders (staging, parts) are not stored files."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
 
 def _fsync(path: Path) -> None:
     with open(path, "rb+") as f:

@@ -259,6 +259,14 @@ class S3Storage:
             obstore.delete(self.store, old)
         return removed + len(old)
 
+    def old_files(self, older_than_s: float, now: float | None = None) -> Iterator[str]:
+        cutoff = (time.time() if now is None else now) - older_than_s
+        for batch in obstore.list(self.store):
+            for meta in batch:
+                key = meta["path"]
+                if valid_key(key) and meta["last_modified"].timestamp() < cutoff:  # skips .uploads/
+                    yield key
+
 
 def _type(content_type: str | None, key: str) -> str:
     declared = normalize_content_type(content_type)

@@ -13,12 +13,17 @@ from pathlib import Path
 import uvicorn
 
 HERE = Path(__file__).resolve().parent
+# Only sitecustomize.py goes on the app's PYTHONPATH, alone in its folder: with the whole twin
+# package there, its server.py would shadow an app's own top-level ``server`` module.
+PYTHONPATH_DIR = HERE / "pythonpath"
 NO_AUTH_KEY = "stillreel"  # fal clients refuse to send requests without some key
 
 
 def route_name(method: str, path: str) -> str:
-    """The fal route a request is: submit, status, result, cancel, upload, run, or other."""
+    """The fal route a request is: submit, status, result, cancel, upload, run, token, file or other."""
     parts = path.strip("/").split("/")
+    if parts[0] == "tokens":
+        return "token"
     if path.startswith(("/storage/", "/files/upload")) or (path.startswith("/files/") and method in ("PUT", "POST")):
         return "upload"
     if "requests" in parts:
@@ -62,7 +67,7 @@ def client_env(url: str, key: str | None, base: dict[str, str] | None = None) ->
         "STILLREEL_TWIN_URL": url,
         "STILLREEL_URL": url,
         "FAL_KEY": key or NO_AUTH_KEY,
-        "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), base.get("PYTHONPATH", "")) if p),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(PYTHONPATH_DIR), base.get("PYTHONPATH", "")) if p),
         "NODE_OPTIONS": " ".join(p for p in (f"--import={(HERE / 'preload.mjs').as_uri()}",
                                              base.get("NODE_OPTIONS", "")) if p),
     }
@@ -102,7 +107,7 @@ class EmbeddedServer:
 
 def summary(counts: collections.Counter, faults: collections.Counter | None = None) -> str:
     total = sum(counts.values())
-    order = ["submit", "status", "result", "cancel", "upload", "run", "file", "other"]
+    order = ["submit", "status", "result", "cancel", "upload", "run", "token", "file", "other"]
     routes = ", ".join(f"{name} {counts[name]}" for name in order if counts.get(name))
     line = f"stillreel twin: {total} requests" + (f" ({routes})" if routes else "")
     faults = faults or collections.Counter()

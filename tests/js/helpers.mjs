@@ -83,3 +83,24 @@ export async function waitFor(fn, timeoutMs = 60000, intervalMs = 50) {
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
+
+// J3: rewrite fal's hosts in a custom fetch. Unlike requestMiddleware this also reaches the calls
+// the client makes with config.fetch directly (the status stream in connectionMode "client").
+export function rewriteFalUrl(url) {
+  const MAP = { "https://queue.fal.run": `${SERVER}/queue`, "https://fal.run": SERVER, "https://rest.fal.ai": SERVER };
+  for (const [from, to] of Object.entries(MAP))
+    if (url.startsWith(from + "/")) return to + url.slice(from.length);
+  return url;
+}
+
+export function fetchClient(log = [], extra = {}) {
+  return createFalClient({
+    credentials: KEY,
+    fetch: async (url, init = {}) => {
+      const headers = new Headers(init.headers || {});
+      log.push({ method: (init.method || "GET").toUpperCase(), url: String(url), authorization: headers.get("authorization") });
+      return fetch(rewriteFalUrl(String(url)), init);
+    },
+    ...extra,
+  });
+}
