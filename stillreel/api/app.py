@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stillreel import __version__
-from stillreel.api import deps, openapi, playground, queue, storage, tokens, unavailable
+from stillreel.api import deps, openapi, playground, queue, storage, token_route, unavailable
 from stillreel.api.fastpath import StillreelAPI
 from stillreel.api.proxy import ProxyMiddleware
 from stillreel.config import Settings
@@ -186,7 +186,7 @@ def create_app(settings: Settings, *, run_services: bool = True) -> FastAPI:
         return services.signer.jwks()
 
     app.include_router(storage.router)
-    app.include_router(tokens.router)
+    app.include_router(token_route.router)
     app.include_router(openapi.router)
     app.include_router(queue.router)
     app.include_router(playground.router)

@@ -17,11 +17,9 @@ import hmac
 import json
 import time
 
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-router = APIRouter(tags=["auth"])
 MAX_EXPIRATION_S = 24 * 3600
 DEFAULT_EXPIRATION_S = 120  # @fal-ai/client's TOKEN_EXPIRATION_SECONDS
 _HEADER = {"alg": "HS256", "typ": "JWT"}
@@ -37,7 +35,7 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _secret(state) -> bytes:
+def signing_secret(state) -> bytes:
     secret = getattr(state, "jwt_secret", None)
     if secret is None:
         from stillreel.jobs.keys import secret_bytes, server_secret
@@ -87,7 +85,7 @@ def accepts_token(path: str) -> bool:
 
 async def caller_from_token(request: Request, token: str) -> str | None:
     """The key id a ``fal_jwt_token`` stands for on this route; raises fal-shaped 401/403."""
-    secret = await run_in_threadpool(_secret, request.app.state)
+    secret = await run_in_threadpool(signing_secret, request.app.state)
     claims = claims_of(secret, token)
     if claims is None:
         raise HTTPException(401, "Invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
@@ -103,30 +101,3 @@ async def caller_from_token(request: Request, token: str) -> str | None:
     if not await run_in_threadpool(request.app.state.keys.active, key_id):
         raise HTTPException(401, "Invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
     return key_id
-
-
-def _body_error(msg: str, field: str) -> HTTPException:
-    return HTTPException(422, [{"loc": ["body", field], "msg": msg, "type": "value_error"}])
-
-
-@router.post("/tokens/")
-@router.post("/tokens", include_in_schema=False)
-async def create_token(request: Request) -> JSONResponse:
-    from stillreel.api import deps
-
-    who = await deps.caller(request)
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise _body_error("expected a JSON object", "allowed_apps")
-    apps = body.get("allowed_apps")
-    if not isinstance(apps, list) or not apps or not all(isinstance(a, str) and a for a in apps):
-        raise _body_error("allowed_apps must be a non-empty list of app names", "allowed_apps")
-    seconds = body.get("token_expiration", DEFAULT_EXPIRATION_S)
-    if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= MAX_EXPIRATION_S:
-        raise _body_error(f"token_expiration must be whole seconds from 1 to {MAX_EXPIRATION_S}", "token_expiration")
-    secret = await run_in_threadpool(_secret, request.app.state)
-    return JSONResponse(issue(secret, who.key_id, apps, seconds))
-
