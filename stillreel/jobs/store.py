@@ -19,12 +19,15 @@ import uuid
 
 import sqlalchemy as sa
 
+from stillreel.jobs.bytecache import ByteBoundedCache, json_size
 from stillreel.jobs.schema import (
     ACTIVE, CANCELED, CANCELING, FAILED, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Failure, Job, QueueFull,
     cancelled_failure, create_schema, make_engine, request_logs, requests, webhook_outbox,
 )
 
-FINAL_CACHE_SIZE = 5000
+# Finished rows (and their logs) kept in memory, bounded by bytes: an entry-count bound let a
+# few requests with multi-megabyte rows hold hundreds of megabytes.
+FINAL_CACHE_BYTES = 32 * 1024 * 1024
 
 
 class JobStore:
@@ -32,7 +35,7 @@ class JobStore:
         self.url = url
         self.engine = make_engine(url)
         self.sqlite = url.startswith("sqlite")
-        self._final: dict[str, tuple[Job, list[dict]]] = {}
+        self._final = ByteBoundedCache(FINAL_CACHE_BYTES)  # id -> (Job, logs)
         # SQLite has one writer; threads of this process queue here for it instead of in SQLite's
         # busy handler, which sleeps in growing steps (submits under load: p99 > 1 s without it).
         self._write_lock = threading.RLock() if self.sqlite else None
@@ -98,8 +101,9 @@ class JobStore:
         return Job(**row) if row else None
 
     def get(self, job_id: str) -> Job | None:
-        if job_id in self._final:
-            return self._final[job_id][0]
+        hit = self._final.get(job_id)
+        if hit is not None:
+            return hit[0]
         with self.read() as conn:
             return self._remember(self._get(conn, job_id), conn)
 
@@ -107,9 +111,9 @@ class JobStore:
         # Terminal states are final, so a finished request (polled at 10 Hz by some clients)
         # is answered from memory: its row and its logs can no longer change.
         if job is not None and job.terminal and job.id not in self._final:
-            if len(self._final) >= FINAL_CACHE_SIZE:
-                self._final.pop(next(iter(self._final)))
-            self._final[job.id] = (job, self._logs(conn, job.id, 0))
+            logs = self._logs(conn, job.id, 0)
+            size = json_size(job.input, job.plan, job.engine, job.result, job.error, logs) + 512
+            self._final.put(job.id, (job, logs), size)
         return job
 
     def position(self, job: Job) -> int:
@@ -127,8 +131,9 @@ class JobStore:
         ).scalar_one()
 
     def logs(self, job_id: str, after: int = 0) -> list[dict]:
-        if job_id in self._final:
-            return [entry for entry in self._final[job_id][1] if entry["seq"] > after]
+        hit = self._final.get(job_id)
+        if hit is not None:
+            return [entry for entry in hit[1] if entry["seq"] > after]
         with self.read() as conn:
             return self._logs(conn, job_id, after)
 
@@ -143,9 +148,10 @@ class JobStore:
     def snapshot(self, job_id: str, logs_after: int | None = None) -> tuple[Job | None, int | None, list[dict] | None]:
         """One consistent read for a status answer: the job, its queue position while queued, and
         its log lines after ``logs_after`` (None: no logs wanted)."""
-        if job_id in self._final:
-            job = self._final[job_id][0]
-            return job, None, None if logs_after is None else self.logs(job_id, logs_after)
+        hit = self._final.get(job_id)
+        if hit is not None:
+            job = hit[0]
+            return job, None, None if logs_after is None else [e for e in hit[1] if e["seq"] > (logs_after or 0)]
         with self.read() as conn:
             job = self._remember(self._get(conn, job_id), conn)
             if job is None:
@@ -160,6 +166,23 @@ class JobStore:
             if key_id is not None:
                 q = q.where(requests.c.key_id == key_id)
             return [Job(**row) for row in conn.execute(q).mappings()]
+
+    def marks(self, job_ids: list[str]) -> tuple[dict[str, tuple], tuple]:
+        """What the status streams watch, for many requests in one read: ``{id: (status, progress,
+        last log seq)}`` and a mark of the queue as a whole (it moves when queue positions may)."""
+        r, lg = requests.c, request_logs.c
+        last_log = sa.select(sa.func.max(lg.seq)).where(lg.request_id == r.id).scalar_subquery()
+        out: dict[str, tuple] = {}
+        with self.read() as conn:
+            for i in range(0, len(job_ids), 500):  # bounded IN lists
+                rows = conn.execute(
+                    sa.select(r.id, r.status, r.progress, last_log).where(r.id.in_(job_ids[i : i + 500]))
+                ).all()
+                out.update({row[0]: tuple(row[1:]) for row in rows})
+            queue = conn.execute(
+                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(r.seq), 0)).where(r.status == QUEUED)
+            ).one()
+        return out, tuple(queue)
 
     def counts(self) -> dict[str, int]:
         with self.read() as conn:
