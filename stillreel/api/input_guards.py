@@ -3,7 +3,7 @@
 Each raises ``BadInput`` (fal's 422 ``detail`` list). They run in the thread pool, never on the
 event loop (``inputs.prepare``):
 
-- ``parse``: JSON with no ``NaN``/``Infinity`` (PostgreSQL's JSON refuses them: a 500 at insert;
+- ``parse``: at most ``MAX_VALUES`` JSON values, with no ``NaN``/``Infinity`` (PostgreSQL's JSON refuses them: a 500 at insert;
   SQLite stored them and the history route broke) and no overflowing numbers (``1e999``);
   nesting deeper than ``MAX_DEPTH`` and lone surrogates anywhere (they cannot be encoded as
   UTF-8: every JSON answer that echoed them was a 500) are refused before validation;
@@ -21,6 +21,7 @@ import re
 
 import httpx
 
+MAX_VALUES = 100_000  # commas, objects and arrays in a body (a Kling input has a few dozen)
 MAX_DEPTH = 32  # fal's Kling inputs nest 4 deep (elements → reference_image_urls → item)
 MAX_PROMPT_CHARS = 2500  # fal's Kling: "keep the prompt under 2500 characters" (kling-catalogue.md)
 MAX_TEXT_CHARS = 2500  # any other string that is not a URL (voice ids, enum values …)
@@ -85,6 +86,12 @@ def parse(body: bytes) -> object:
     """The JSON body, or ``BadInput`` (``json_invalid``)."""
     if not body.strip():
         return {}
+    # json.loads holds the GIL for the whole parse: millions of tiny values (15 MB of ``[{}]``)
+    # would stall the event loop from the thread pool too. Counting bytes is quick (base64 data
+    # URIs, the one large thing a body holds, have no commas or brackets).
+    values = body.count(b",") + body.count(b"{") + body.count(b"[")
+    if values > MAX_VALUES:
+        raise _bad((), f"the body holds more than {MAX_VALUES} JSON values", "json_invalid")
     try:
         payload = json.loads(body, parse_constant=_constant, parse_float=_float)
     except RecursionError:

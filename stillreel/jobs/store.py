@@ -28,6 +28,7 @@ from stillreel.jobs.schema import (
 # Finished rows (and their logs) kept in memory, bounded by bytes: an entry-count bound let a
 # few requests with multi-megabyte rows hold hundreds of megabytes.
 FINAL_CACHE_BYTES = 32 * 1024 * 1024
+HISTORY_INPUT_BYTES = 256 * 1024  # larger inputs (older versions stored bodies whole) are not listed
 
 
 class JobStore:
@@ -161,11 +162,24 @@ class JobStore:
             return job, None, None if logs_after is None else self._logs(conn, job_id, logs_after)
 
     def history(self, key_id: str | None, limit: int = 20) -> list[Job]:
+        """Recent requests, newest first. An input over ``HISTORY_INPUT_BYTES`` (stored whole by
+        older versions) is not read: it comes back as ``{"omitted_bytes": size}``, so a listing
+        of 200 such rows does not load gigabytes."""
+        r = requests.c
+        size = sa.func.length(sa.cast(r.input, sa.Text)).label("input_size")
+        columns = [c for c in requests.c if c.name != "input"]
         with self.read() as conn:
-            q = sa.select(requests).order_by(requests.c.seq.desc()).limit(limit)
+            q = sa.select(*columns, size).order_by(r.seq.desc()).limit(limit)
             if key_id is not None:
-                q = q.where(requests.c.key_id == key_id)
-            return [Job(**row) for row in conn.execute(q).mappings()]
+                q = q.where(r.key_id == key_id)
+            rows = [dict(row) for row in conn.execute(q).mappings()]
+            small = [row["id"] for row in rows if (row["input_size"] or 0) <= HISTORY_INPUT_BYTES]
+            inputs = dict(conn.execute(sa.select(r.id, r.input).where(r.id.in_(small))).all()) if small else {}
+        jobs = []
+        for row in rows:
+            nbytes = row.pop("input_size") or 0
+            jobs.append(Job(**row, input=inputs.get(row["id"], {"omitted_bytes": nbytes})))
+        return jobs
 
     def marks(self, job_ids: list[str]) -> tuple[dict[str, tuple], tuple]:
         """What the status streams watch, for many requests in one read: ``{id: (status, progress,
