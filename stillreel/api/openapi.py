@@ -179,11 +179,11 @@ def summary(value, depth: int = 0):
         return safe_text(value, SUMMARY_CHARS)
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    if depth >= 6:
+    if depth >= 8:
         return "…"
-    if isinstance(value, dict):
-        items = list(value.items())[:50]
+    if isinstance(value, dict):  # bounds well past any Kling input (trajectories: up to 77 points)
+        items = list(value.items())[:100]
         return {safe_text(str(k), 100): summary(v, depth + 1) for k, v in items}
     if isinstance(value, list):
-        return [summary(v, depth + 1) for v in value[:20]]
+        return [summary(v, depth + 1) for v in value[:200]]
     return value
