@@ -264,3 +264,24 @@ def test_header_size_and_slow_clients(server):
             "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"prompt\"").encode()
     answer = _raw(server, head, 0)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+
+
+@pytest.mark.parametrize("url", ["http://exa\x00mple.com/a.png", "http://0177.0.0.1/a.png", "http://[::1/a.png",
+                                 "http://a..b/a.png", "http://xn--/a.png", "http://\udcff.example/a.png"])
+def test_fetcher_answers_odd_hosts_with_file_download_error(url):
+    from stillreel.config import Limits
+    from stillreel.engines.base import EngineError
+    from stillreel.media.fetch import Fetcher
+
+    with Fetcher(None, Limits(fetch_timeout_s=2)) as fetcher, pytest.raises(EngineError) as caught:
+        fetcher.fetch(url, "image_url")
+    assert caught.value.error_type == "file_download_error"
+    caught.value.message.encode("utf-8")  # storable and sendable as it is
+
+
+def test_odd_host_accepted_at_submit_fails_as_a_download_error(client):
+    sub = submit(client, image_url="http://a..b/x.png")  # well-formed enough for a URL parser
+    status = wait(client, sub)
+    assert status["error_type"] == "file_download_error"
+    r = client.get(sub["response_url"])
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "image_url"]
