@@ -1,7 +1,9 @@
 """Turning an HTTP request body into a queued plan, with every check that can run before queueing.
 
 Schema errors and "the bound engine cannot do that" are 422 here, at submit, never minutes later.
-``data:`` URIs are stored as files on the way in, so the queue holds URLs, not megabytes.
+``data:`` URIs are stored as files on the way in, so the queue holds URLs, not megabytes. Only the
+body is read on the event loop; everything that grows with its size runs in the thread pool
+(``prepare``), with the checks of ``input_guards``.
 """
 
 from __future__ import annotations
@@ -47,15 +49,6 @@ async def read_body(request: Request) -> bytes:
         if len(body) > limit:
             raise HTTPException(413, f"request body larger than {limit} bytes; upload large files first")
     return bytes(body)
-
-
-async def read_json(request: Request) -> object:
-    """The body as JSON (parsed in the thread pool), or 413 / 422 in fal's shape."""
-    body = await read_body(request)
-    try:
-        return await run_in_threadpool(guards.parse, body)
-    except guards.BadInput as exc:
-        raise HTTPException(422, exc.detail) from None
 
 
 def decode_data_uri(uri: str) -> tuple[bytes, str]:

@@ -15,7 +15,10 @@ import logging
 import threading
 from contextlib import contextmanager
 
+import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
+
+from stillreel.jobs.schema import QUEUED, request_logs, requests
 
 log = logging.getLogger("stillreel")
 POLL_S = 0.25
@@ -129,7 +132,7 @@ class StreamFeed:
         while self._watched:
             ids = list(self._watched)
             try:
-                marks, queue = await run_in_threadpool(self.store.marks, ids)
+                marks, queue = await run_in_threadpool(read_marks, self.store, ids)
             except Exception:  # the database is away: the streams keep their last answer
                 log.warning("status streams: reading request marks failed", exc_info=True)
                 await asyncio.sleep(self.poll_s * 4)
@@ -142,7 +145,25 @@ class StreamFeed:
                     continue
                 mark = marks.get(job_id)
                 seen = job_id in self._marks
-                if not seen or mark != self._marks[job_id] or (queue_moved and mark and mark[0] == "QUEUED"):
+                if not seen or mark != self._marks[job_id] or (queue_moved and mark and mark[0] == QUEUED):
                     self._marks[job_id] = mark
                     self.changes.notify(job_id)
             await asyncio.sleep(self.poll_s)
+
+
+def read_marks(store, job_ids: list[str]) -> tuple[dict[str, tuple], tuple]:
+    """What the status streams watch, for many requests in one read: ``{id: (status, progress,
+    last log seq)}`` and a mark of the queue as a whole (it moves when queue positions may)."""
+    r, lg = requests.c, request_logs.c
+    last_log = sa.select(sa.func.max(lg.seq)).where(lg.request_id == r.id).scalar_subquery()
+    out: dict[str, tuple] = {}
+    with store.read() as conn:
+        for i in range(0, len(job_ids), 500):  # bounded IN lists
+            rows = conn.execute(
+                sa.select(r.id, r.status, r.progress, last_log).where(r.id.in_(job_ids[i : i + 500]))
+            ).all()
+            out.update({row[0]: tuple(row[1:]) for row in rows})
+        queue = conn.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(r.seq), 0)).where(r.status == QUEUED)
+        ).one()
+    return out, tuple(queue)

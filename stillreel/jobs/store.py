@@ -181,23 +181,6 @@ class JobStore:
             jobs.append(Job(**row, input=inputs.get(row["id"], {"omitted_bytes": nbytes})))
         return jobs
 
-    def marks(self, job_ids: list[str]) -> tuple[dict[str, tuple], tuple]:
-        """What the status streams watch, for many requests in one read: ``{id: (status, progress,
-        last log seq)}`` and a mark of the queue as a whole (it moves when queue positions may)."""
-        r, lg = requests.c, request_logs.c
-        last_log = sa.select(sa.func.max(lg.seq)).where(lg.request_id == r.id).scalar_subquery()
-        out: dict[str, tuple] = {}
-        with self.read() as conn:
-            for i in range(0, len(job_ids), 500):  # bounded IN lists
-                rows = conn.execute(
-                    sa.select(r.id, r.status, r.progress, last_log).where(r.id.in_(job_ids[i : i + 500]))
-                ).all()
-                out.update({row[0]: tuple(row[1:]) for row in rows})
-            queue = conn.execute(
-                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(r.seq), 0)).where(r.status == QUEUED)
-            ).one()
-        return out, tuple(queue)
-
     def counts(self) -> dict[str, int]:
         with self.read() as conn:
             rows = conn.execute(
