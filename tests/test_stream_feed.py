@@ -194,3 +194,23 @@ def test_finished_rows_cache_is_bounded_by_bytes(tmp_path, database_url):
         assert store.get(ids[0]).input["i"] == 0  # evicted rows are read again
     finally:
         store.close()
+
+
+def test_rendered_answers_cache_is_bounded_by_bytes(tmp_path, database_url):
+    """The fast path keeps finished answers per (request, route, logs, base URL): 120 Hosts asking
+    for a status with 400 kB of logs were 48 MB kept (the bound was 20,000 entries)."""
+    settings = _settings(tmp_path, database_url)
+    with InProcessServer(settings) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
+        store = srv.app.state.store
+        sub = client.post(f"/queue/{V2}", json={"prompt": "p", "image_url": IMAGE}).json()
+        job = store.claim("test-worker", 30)
+        assert job.id == sub["request_id"]
+        store.heartbeat(job, 30, logs=[(time.time(), "INFO", "l" * 1000) for _ in range(400)])
+        assert store.finish(job, result={"video": {"url": "http://x/v.mp4"}})
+        for i in range(120):
+            r = client.get(f"/queue/{APP}/requests/{job.id}/status", params={"logs": "1"},
+                           headers={"Host": f"h{i}.example"})
+            assert r.status_code == 200 and len(r.content) > 400_000
+        final = srv.app._fast.final
+        held = sum(len(entry[0]) for entry in (final.values()))
+        assert held <= 32 * 1024 * 1024, held  # fastpath.FINAL_BYTES

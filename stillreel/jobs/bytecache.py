@@ -47,6 +47,10 @@ class ByteBoundedCache:
                 self.bytes -= dropped
         return True
 
+    def values(self) -> list:
+        with self._lock:
+            return [value for value, _ in self._items.values()]
+
     def pop(self, key, default=None):
         with self._lock:
             hit = self._items.pop(key, None)
