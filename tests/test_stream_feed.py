@@ -103,9 +103,10 @@ def test_two_hundred_streams_share_one_poller(tmp_path, database_url):
                 assert client.get(other["status_url"]).status_code == 202
                 latencies.append(time.monotonic() - t)
                 time.sleep(0.05)
-            per_second = (srv.statements - before - 2 * len(latencies)) / (time.monotonic() - t0)
-            # Each stream polling on its own: 200 × 4 polls × 2 statements = 1600/s.
-            assert per_second < 60, per_second
+            per_second = (srv.statements - before) / (time.monotonic() - t0)
+            # All statements, the other key's polls included (≤ 2 each). Each stream polling on its
+            # own was 200 × 4 polls × 2 statements: ~1000-1600/s measured here.
+            assert per_second < 100, per_second
             latencies.sort()
             assert latencies[len(latencies) // 2] < 0.25, latencies
             # A change made elsewhere (another process's worker or API: nothing notifies this one)
