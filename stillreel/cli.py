@@ -118,6 +118,12 @@ def serve(
     webhook_backoff: Optional[str] = typer.Option(None, "--webhook-backoff", help="Comma-separated retry delays in seconds (default: 10 attempts over ~2 h)."),
     faults: Optional[str] = typer.Option(None, "--faults", help="ROUTE=RATE,…,generation=RATE,queue_delay=S,seed=N: edge failures (429, nginx 502/503/504), runner errors, a slow queue."),
     retention: Optional[float] = Retention,
+    forwarded_allow_ips: Optional[str] = typer.Option(None, "--forwarded-allow-ips", envvar="STILLREEL_FORWARDED_ALLOW_IPS", help="Comma-separated proxy addresses/networks (or *) whose X-Forwarded-Proto/-Host are believed (default: nobody's)."),
+    max_header_kb: int = typer.Option(64, "--max-header-kb", help="Largest request line + headers."),
+    header_timeout: float = typer.Option(30.0, "--header-timeout", help="Seconds a connection gets to send a request's headers."),
+    body_timeout: float = typer.Option(60.0, "--body-timeout", help="Seconds a JSON request body gets to arrive whole."),
+    keep_alive: int = typer.Option(5, "--keep-alive", help="Seconds an idle keep-alive connection stays open."),
+    max_streams_per_key: int = typer.Option(100, "--max-streams-per-key", min=1, help="Concurrent status streams (SSE) per API key."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ):
     """Run the API (and workers) on one port: fal's run, queue, storage routes and the playground."""
@@ -133,7 +139,10 @@ def serve(
         data_dir, database_url, storage_url, engine, model, config, engine_option, host=host, port=port,
         public_url=public_url, auth=not no_auth, workers=workers, default_max_queue=max_queue,
         limits=Limits(allow_private_urls=allow_private_urls, max_input_bytes=int(max_input_mb * MiB),
-                      max_upload_bytes=int(max_upload_mb * MiB), max_image_pixels=int(max_image_megapixels * 1e6)),
+                      max_upload_bytes=int(max_upload_mb * MiB), max_image_pixels=int(max_image_megapixels * 1e6),
+                      body_timeout_s=body_timeout, max_header_bytes=max_header_kb * 1024, keep_alive_s=keep_alive,
+                      max_streams_per_key=max_streams_per_key),
+        forwarded_allow_ips=tuple(p.strip() for p in (forwarded_allow_ips or "").split(",") if p.strip()),
         lease_s=lease_seconds, cancel_grace_s=cancel_grace, retention_s=_retention_s(retention),
         **({"webhook_backoff_s": _delays(webhook_backoff)} if webhook_backoff else {}),
     )
@@ -158,7 +167,10 @@ def serve(
             app_ = FaultMiddleware(app_, FaultSpec.parse(faults), route_name)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--faults") from None
-    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    from stillreel.api.serving import uvicorn_options
+
+    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5,
+                **uvicorn_options(settings, header_timeout))
 
 
 @app.command(context_settings={"allow_interspersed_args": False})

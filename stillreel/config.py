@@ -20,6 +20,10 @@ class Limits:
     max_upload_bytes: int = 2048 * MiB  # one stored file
     max_body_bytes: int = 64 * MiB  # a JSON request body (data URIs included)
     allow_private_urls: bool = False  # fetch inputs from, and send webhooks to, loopback / private networks
+    body_timeout_s: float = 60.0  # a JSON request body must arrive whole within this
+    max_header_bytes: int = 64 * 1024  # request line and headers together
+    keep_alive_s: int = 5  # an idle keep-alive connection is closed after this
+    max_streams_per_key: int = 100  # concurrent status streams (SSE) of one API key
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = None  # None: built from each request's Host
+    # Peers whose X-Forwarded-Proto/-Host are believed (addresses or networks; "*": any). Empty:
+    # nobody's, so a caller cannot make the URLs handed back (status_url, file URLs) point elsewhere.
+    forwarded_allow_ips: tuple[str, ...] = ()
     auth: bool = True
     workers: int = 1
     engine: EngineSpec = field(default_factory=EngineSpec)

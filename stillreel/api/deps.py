@@ -6,7 +6,9 @@ The app keeps its services on ``app.state``: ``settings`` (``stillreel.config.Se
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
@@ -28,14 +30,44 @@ def base_url(request: Request) -> str:
     """The server's public base URL, without a trailing slash.
 
     ``--public-url`` wins; otherwise the request's own scheme and Host, so that URLs handed back
-    (status_url, file URLs) point where this caller reached the server.
+    (status_url, file URLs) point where this caller reached the server. ``X-Forwarded-Proto`` /
+    ``-Host`` count only from a peer in ``--forwarded-allow-ips``: believed from anyone, they let a
+    caller make the server hand out URLs (webhook bodies, file URLs) pointing at a host of theirs.
     """
-    configured = request.app.state.settings.public_url
-    if configured:
-        return configured.rstrip("/")
-    proto = request.headers.get("x-forwarded-proto") or request.url.scheme
-    host = request.headers.get("x-forwarded-host") or request.headers.get("host") or request.url.netloc
-    return f"{proto}://{host}"
+    settings = request.app.state.settings
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    headers = request.headers
+    proto = fwd_host = None
+    if trusts_forwarded(settings, request.scope.get("client")):
+        proto, fwd_host = headers.get("x-forwarded-proto"), headers.get("x-forwarded-host")
+    host = fwd_host or headers.get("host") or request.url.netloc
+    return f"{(proto or request.url.scheme).split(',')[0].strip()}://{host.split(',')[0].strip()}"
+
+
+@lru_cache(maxsize=4096)
+def _allowed(allow: tuple[str, ...], peer: str) -> bool:
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:  # a unix socket path: a local proxy
+        return "unix" in allow
+    for item in allow:
+        try:
+            if address in ipaddress.ip_network(item, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def trusts_forwarded(settings: Settings, client) -> bool:
+    """Whether the peer ``client`` (the ASGI scope's ``(host, port)``) may set X-Forwarded-*."""
+    allow = settings.forwarded_allow_ips
+    if not allow:
+        return False
+    if "*" in allow:
+        return True
+    return bool(client) and _allowed(tuple(allow), str(client[0]))
 
 
 async def caller(request: Request) -> Caller:

@@ -37,9 +37,12 @@ from starlette.responses import JSONResponse
 from stillreel.api import deps, queue
 from stillreel.api.unavailable import outage_response
 from stillreel.endpoints.registry import ENDPOINTS
+from stillreel.jobs.bytecache import ByteBoundedCache
 
-FINAL_ENTRIES = 20_000  # rendered answers for finished requests (each well under 2 kB)
-LIVE_ENTRIES = 20_000
+# Rendered answers for finished requests, bounded by bytes: an answer with logs, or a result with
+# a large error detail, is not "well under 2 kB", and an entry bound let a few of them hold a lot.
+FINAL_BYTES = 32 * 1024 * 1024
+LIVE_BYTES = 16 * 1024 * 1024  # queued/running answers (short-lived, but logs make them large)
 LIVE_TTL_S = 0.1  # longest a queued/running answer is reused when nothing local changed
 
 _TAILS = {"": "result", "status": "status"}
@@ -81,13 +84,13 @@ class StatusFastPath:
         self.services = services
         self.settings = services.settings
         self.prefixes = _known_prefixes()
-        self.final: dict[tuple, tuple[bytes, list, int]] = {}
-        self.live: dict[tuple, tuple[int, float, bytes, list, int]] = {}
+        self.final = ByteBoundedCache(FINAL_BYTES)  # cache key -> (body, headers, status, owner)
+        self.live = ByteBoundedCache(LIVE_BYTES)  # cache key -> (generation, expiry, entry, owner)
         services.lifecycle.on_retire.append(self.forget)  # --retention deletes finished requests
 
     def forget(self, job_ids) -> None:
         gone = set(job_ids)
-        for key in [k for k in self.final if k[0] in gone]:
+        for key in [k for k in self.final.keys() if k[0] in gone]:
             self.final.pop(key, None)
 
     async def answer(self, scope) -> tuple[bytes, list, int, str | None] | None:
@@ -128,10 +131,13 @@ class StatusFastPath:
         if self.settings.public_url:
             base = self.settings.public_url.rstrip("/")
         else:
+            if not deps.trusts_forwarded(self.settings, scope.get("client")):
+                proto = fwd_host = None  # as deps.base_url: only a trusted proxy's headers count
             netloc = fwd_host or host
             if netloc is None:
                 return None
-            base = f"{(proto.decode('latin-1') if proto else scope['scheme'])}://{netloc.decode('latin-1')}"
+            scheme = proto.decode("latin-1") if proto else scope["scheme"]
+            base = f"{scheme.split(',')[0].strip()}://{netloc.decode('latin-1').split(',')[0].strip()}"
         with_logs = False
         if kind == "status" and scope["query_string"]:
             params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
@@ -163,12 +169,9 @@ class StatusFastPath:
         # The owner travels with the answer: another key reaching the same cached entry is
         # sent to FastAPI (404), as is everything else this path does not handle.
         entry = (*answer, job.key_id if self.settings.auth else None)
+        size = len(response.body) + sum(len(k) + len(v) for k, v in response.raw_headers) + 256
         if job.terminal:
-            if len(self.final) >= FINAL_ENTRIES:
-                self.final.pop(next(iter(self.final)))
-            self.final[cache_key] = entry
+            self.final.put(cache_key, entry, size)
         else:
-            if len(self.live) >= LIVE_ENTRIES:
-                self.live.clear()
-            self.live[cache_key] = (generation, time.monotonic() + LIVE_TTL_S, entry, entry[3])
+            self.live.put(cache_key, (generation, time.monotonic() + LIVE_TTL_S, entry, entry[3]), size)
         return entry

@@ -1,21 +1,25 @@
 """Turning an HTTP request body into a queued plan, with every check that can run before queueing.
 
 Schema errors and "the bound engine cannot do that" are 422 here, at submit, never minutes later.
-``data:`` URIs are stored as files on the way in, so the queue holds URLs, not megabytes.
+``data:`` URIs are stored as files on the way in, so the queue holds URLs, not megabytes. Only the
+body is read on the event loop; everything that grows with its size runs in the thread pool
+(``prepare``), with the checks of ``input_guards``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-import json
 import mimetypes
+import time
 import urllib.parse
 
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from stillreel.api import deps
+from stillreel.api import input_guards as guards
 from stillreel.endpoints.registry import Endpoint, InputError, Plan
 
 
@@ -23,22 +27,28 @@ def validation_error(loc: list, msg: str, type: str) -> HTTPException:
     return HTTPException(422, [{"loc": loc, "msg": msg, "type": type}])
 
 
-async def read_json(request: Request) -> object:
-    limit = request.app.state.settings.limits.max_body_bytes
+async def read_body(request: Request) -> bytes:
+    """The raw body, refused past the size limit (413) or when it arrives too slowly (408): a
+    client that trickles a body must not hold a connection and its buffer for ever."""
+    limits = request.app.state.settings.limits
+    limit = limits.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"request body larger than {limit} bytes; upload large files first")
     body = bytearray()
-    async for chunk in request.stream():
+    chunks = request.stream().__aiter__()
+    deadline = time.monotonic() + limits.body_timeout_s
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), max(deadline - time.monotonic(), 0.001))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise HTTPException(408, f"the request body did not arrive within {limits.body_timeout_s:g} s") from None
         body += chunk
         if len(body) > limit:
             raise HTTPException(413, f"request body larger than {limit} bytes; upload large files first")
-    if not body.strip():
-        return {}
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise validation_error(["body"], f"the body is not valid JSON: {exc}", "json_invalid") from None
+    return bytes(body)
 
 
 def decode_data_uri(uri: str) -> tuple[bytes, str]:
@@ -56,57 +66,67 @@ def decode_data_uri(uri: str) -> tuple[bytes, str]:
     return urllib.parse.unquote_to_bytes(data), mime
 
 
-def store_data_uris(payload, storage, base: str, max_bytes: int, loc=("body",)):
-    """Replace every ``*_url`` data URI in ``payload`` (nested too) with a stored file's URL."""
+def store_data_uris(payload, storage, base: str, max_bytes: int, loc=("body",), url_field: bool = False):
+    """Replace every data URI in a ``*_url`` field or ``*_urls`` list (nested too) with a stored
+    file's URL."""
     if isinstance(payload, list):
-        return [store_data_uris(v, storage, base, max_bytes, (*loc, i)) for i, v in enumerate(payload)]
+        return [store_data_uris(v, storage, base, max_bytes, (*loc, i), url_field) for i, v in enumerate(payload)]
+    if isinstance(payload, str) and url_field and payload[:5].lower() == "data:":
+        try:
+            data, mime = decode_data_uri(payload)
+        except ValueError as exc:
+            raise validation_error(list(loc), f"invalid data URI: {exc}", "file_download_error") from None
+        if len(data) > max_bytes:
+            raise validation_error(list(loc), f"the file is larger than {max_bytes} bytes", "file_too_large")
+        ext = mimetypes.guess_extension(mime) or ".bin"
+        name = next(p for p in reversed(loc) if isinstance(p, str))
+        stored = storage.put_bytes(data, file_name=f"{name.removesuffix('_urls').removesuffix('_url')}{ext}",
+                                   content_type=mime)
+        return storage.url(stored.key, base)
     if not isinstance(payload, dict):
         return payload
-    out = {}
-    for key, value in payload.items():
-        here = (*loc, key)
-        if isinstance(value, str) and key.endswith("_url") and value[:5].lower() == "data:":
-            try:
-                data, mime = decode_data_uri(value)
-            except ValueError as exc:
-                raise validation_error(list(here), f"invalid data URI: {exc}", "file_download_error") from None
-            if len(data) > max_bytes:
-                raise validation_error(list(here), f"the file is larger than {max_bytes} bytes", "file_too_large")
-            ext = mimetypes.guess_extension(mime) or ".bin"
-            stored = storage.put_bytes(data, file_name=f"{key.removesuffix('_url')}{ext}", content_type=mime)
-            out[key] = storage.url(stored.key, base)
-        else:
-            out[key] = store_data_uris(value, storage, base, max_bytes, here)
-    return out
+    return {k: store_data_uris(v, storage, base, max_bytes, (*loc, k), guards.is_url_field(k))
+            for k, v in payload.items()}
 
 
-def has_data_uri(payload) -> bool:
+def has_data_uri(payload, url_field: bool = False) -> bool:
     if isinstance(payload, list):
-        return any(has_data_uri(v) for v in payload)
+        return any(has_data_uri(v, url_field) for v in payload)
     if isinstance(payload, dict):
-        return any((isinstance(v, str) and k.endswith("_url") and v[:5].lower() == "data:") or has_data_uri(v)
-                   for k, v in payload.items())
-    return False
+        return any(has_data_uri(v, guards.is_url_field(k)) for k, v in payload.items())
+    return url_field and isinstance(payload, str) and payload[:5].lower() == "data:"
+
+
+def prepare(body: bytes, endpoint: Endpoint, caps, engine: str, storage, base: str, limits) -> tuple[Plan, dict]:
+    """Body → (plan, the input to store). Blocking: runs in the thread pool, because a 60 MB body
+    takes seconds to parse, validate and scan, which on the event loop stalled every caller.
+
+    The stored input is the endpoint model's dump of what the caller set (unknown fields dropped:
+    fal ignores them, and a junk field was stored whole), with data URIs stored as files."""
+    try:
+        payload = guards.parse(body)
+        model = endpoint.validate(payload)  # validates first: no files stored for an invalid request
+        stored = model.model_dump(mode="json", exclude_unset=True)
+        del payload, model
+        guards.check_stored(stored, limits.max_input_bytes)
+        plan = endpoint.admit(endpoint.plan(stored), caps, engine)  # capabilities are checked here, once
+    except (guards.BadInput, InputError) as exc:
+        raise HTTPException(422, guards.safe_detail(exc.detail)) from None
+    if not has_data_uri(stored):
+        return plan, stored
+    stored = store_data_uris(stored, storage, base, limits.max_input_bytes)
+    try:
+        return endpoint.admit(endpoint.plan(stored), caps, engine), stored
+    except InputError as exc:
+        raise HTTPException(422, guards.safe_detail(exc.detail)) from None
 
 
 async def plan_request(request: Request, endpoint: Endpoint) -> tuple[Plan, dict]:
     app = request.app
-    payload = await read_json(request)
-    try:
-        plan = endpoint.plan(payload)  # validates first: no files stored for an invalid request
-    except InputError as exc:
-        raise HTTPException(422, exc.detail) from None
+    body = await read_body(request)
     spec = app.state.settings.engine_for(endpoint.id)
     engine = f"{spec.name} engine ({spec.options.get('model') or spec.name})"
-    try:  # capabilities are checked here, once: explicit features refused, defaults dropped
-        plan = endpoint.admit(plan, app.state.capabilities[endpoint.id], engine)
-    except InputError as exc:
-        raise HTTPException(422, exc.detail) from None
-    if not has_data_uri(payload):
-        return plan, payload
-    limits = app.state.settings.limits
-    payload = await run_in_threadpool(
-        store_data_uris, payload, app.state.storage, deps.base_url(request), limits.max_input_bytes
+    return await run_in_threadpool(
+        prepare, body, endpoint, app.state.capabilities[endpoint.id], engine, app.state.storage,
+        deps.base_url(request), app.state.settings.limits,
     )
-    caps = app.state.capabilities[endpoint.id]
-    return endpoint.admit(endpoint.plan(payload), caps, engine), payload

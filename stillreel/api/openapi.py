@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import asdict
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from stillreel import __version__
 from stillreel.api import deps
+from stillreel.api.input_guards import MAX_URL_CHARS, safe_text
 from stillreel.api.queue import error_message
 from stillreel.endpoints import rules
 from stillreel.endpoints.registry import ENDPOINTS, Endpoint, find
@@ -162,16 +165,48 @@ def endpoints(request: Request):
 
 @router.get("/api/requests")
 async def recent_requests(request: Request, limit: int = 20, who: deps.Caller = Depends(deps.caller)):
-    jobs = await run_in_threadpool(request.app.state.store.history, who.key_id, max(1, min(limit, 200)))
+    """The caller's recent requests, as summaries. Read and rendered in the thread pool: rows
+    stored before inputs were bounded can hold megabytes, which rendered on the event loop
+    stalled every other caller for seconds."""
+    store = request.app.state.store
+    return await run_in_threadpool(_history, store, who.key_id, max(1, min(limit, 200)))
+
+
+def _history(store, key_id: str | None, limit: int) -> JSONResponse:
     status = {QUEUED: "IN_QUEUE"}
-    return [
+    return JSONResponse([
         {
             "request_id": j.id, "endpoint_id": j.endpoint_id,
             "status": status.get(j.status, "COMPLETED" if j.status in TERMINAL else "IN_PROGRESS"),
             "state": j.status,
             "created_at": dt.datetime.fromtimestamp(j.created_at, dt.timezone.utc).isoformat(),
-            "inference_time": j.inference_time, "error": error_message(j), "error_type": j.error_type,
-            "video": (j.result or {}).get("video"), "input": j.input,
+            "inference_time": j.inference_time, "error": summary(error_message(j)), "error_type": j.error_type,
+            "video": (j.result or {}).get("video"), "input": summary(j.input),
         }
-        for j in jobs
-    ]
+        for j in store.history(key_id, limit)
+    ])
+
+
+# Longest string a summary shows whole: what submit admits today (prompts, URLs) passes as it is,
+# so the playground's "reuse this input" works; longer strings are rows from older versions.
+SUMMARY_CHARS = MAX_URL_CHARS
+
+
+def summary(value, depth: int = 0):
+    """``value`` for a listing: data URIs and long strings cut, lists and nesting bounded, and
+    what JSON cannot carry (lone surrogates, non-finite numbers, left by older versions) made safe."""
+    if isinstance(value, str):
+        if value[:5].lower() == "data:":
+            head = value[: min(value.find(","), 100)] if "," in value else value[:100]
+            return f"{safe_text(head)},… ({len(value)} characters)"
+        return safe_text(value, SUMMARY_CHARS)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if depth >= 8:
+        return "…"
+    if isinstance(value, dict):  # bounds well past any Kling input (trajectories: up to 77 points)
+        items = list(value.items())[:100]
+        return {safe_text(str(k), 100): summary(v, depth + 1) for k, v in items}
+    if isinstance(value, list):
+        return [summary(v, depth + 1) for v in value[:200]]
+    return value

@@ -6,6 +6,7 @@ fal documents show, under the full endpoint path too; both with and without the 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import time
@@ -17,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from stillreel.api import deps, faults
 from stillreel.api.inputs import plan_request, validation_error
 from stillreel.endpoints.registry import find
+from stillreel.jobs.changes import StreamFeed, TooManyStreams
 from stillreel.jobs.schema import CANCELED, PRIORITIES, QUEUED, SUCCEEDED, Failure, Job, QueueFull
 from stillreel.jobs.webhook_url import WebhookURLError, check_webhook_url
 from stillreel.storage.lifecycle import requested_lifetime
@@ -195,38 +197,77 @@ async def request_get(path: str, request: Request, who: deps.Caller):
     if tail == "status":
         body = status_body(job, deps.base_url(request), position, logs)
         return JSONResponse(body, status_code=200 if job.terminal else 202, headers={"x-fal-request-id": job.id})
-    return StreamingResponse(
-        _stream(request, job, _wants_logs(request)),
+    feed = stream_feed(request.app)
+    try:
+        feed.open(who.key_id)
+    except TooManyStreams as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": "5"}) from None
+    return _StatusStream(
+        _stream(request, job, _wants_logs(request), feed),
+        release=lambda: feed.close(who.key_id),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "x-fal-request-id": job.id},
     )
 
 
-async def _stream(request: Request, job: Job, with_logs: bool):
+def stream_feed(app) -> StreamFeed:
+    """The process's one ``StreamFeed`` (made on first use, on the event loop)."""
+    feed = getattr(app.state, "stream_feed", None)
+    if feed is None:
+        feed = app.state.stream_feed = StreamFeed(
+            app.state.changes, app.state.store, app.state.settings.limits.max_streams_per_key
+        )
+    return feed
+
+
+class _StatusStream(StreamingResponse):
+    """Gives the stream's slot back however the response ends (also when it never starts)."""
+
+    def __init__(self, content, *, release, **kwargs):
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+async def _stream(request: Request, job: Job, with_logs: bool, feed: StreamFeed):
+    """Status events: read when the request changes (the feed's poll, or this process's workers),
+    not on a timer of its own."""
     store = request.app.state.store
-    changes = request.app.state.changes
     base = deps.base_url(request)
     last_log = 0
     last_sent = None
     last_write = time.monotonic()
-    while True:
-        job, position, rows = await run_in_threadpool(store.snapshot, job.id, last_log if with_logs else None)
-        body = status_body(job, base, position, rows)
-        if rows:
-            last_log = rows[-1]["seq"]
-        key = {k: v for k, v in body.items() if k != "logs"}
-        if rows or key != last_sent:
-            last_sent = key
-            last_write = time.monotonic()
-            yield f"data: {json.dumps(body)}\n\n"
-        if job.terminal:
-            return
-        if time.monotonic() - last_write >= KEEPALIVE_S:
-            last_write = time.monotonic()
-            yield ": keep-alive\n\n"
-        if await request.is_disconnected():
-            return
-        await changes.wait(job.id, 0.25)
+    with feed.watch(job.id) as changed:
+        while True:
+            changed.clear()  # before reading: a change made meanwhile sets it again
+            job, position, rows = await run_in_threadpool(store.snapshot, job.id, last_log if with_logs else None)
+            body = status_body(job, base, position, rows)
+            if rows:
+                last_log = rows[-1]["seq"]
+            key = {k: v for k, v in body.items() if k != "logs"}
+            if rows or key != last_sent:
+                last_sent = key
+                last_write = time.monotonic()
+                yield f"data: {json.dumps(body)}\n\n"
+            if job.terminal:
+                return
+            while not changed.is_set():
+                quiet = KEEPALIVE_S - (time.monotonic() - last_write)
+                if quiet <= 0:
+                    last_write = time.monotonic()
+                    yield ": keep-alive\n\n"
+                    continue
+                try:
+                    await asyncio.wait_for(changed.wait(), quiet)
+                except asyncio.TimeoutError:
+                    pass
+            if await request.is_disconnected():
+                return
 
 
 async def request_cancel(path: str, request: Request, who: deps.Caller):

@@ -19,12 +19,16 @@ import uuid
 
 import sqlalchemy as sa
 
+from stillreel.jobs.bytecache import ByteBoundedCache, json_size
 from stillreel.jobs.schema import (
     ACTIVE, CANCELED, CANCELING, FAILED, QUEUED, RUNNING, SUCCEEDED, Failure, Job, QueueFull,
     cancelled_failure, create_schema, make_engine, request_logs, requests, webhook_outbox,
 )
 
-FINAL_CACHE_SIZE = 5000
+# Finished rows (and their logs) kept in memory, bounded by bytes: an entry-count bound let a
+# few requests with multi-megabyte rows hold hundreds of megabytes.
+FINAL_CACHE_BYTES = 32 * 1024 * 1024
+HISTORY_INPUT_BYTES = 256 * 1024  # larger inputs (older versions stored bodies whole) are not listed
 
 
 class JobStore:
@@ -32,7 +36,7 @@ class JobStore:
         self.url = url
         self.engine = make_engine(url)
         self.sqlite = url.startswith("sqlite")
-        self._final: dict[str, tuple[Job, list[dict]]] = {}
+        self._final = ByteBoundedCache(FINAL_CACHE_BYTES)  # id -> (Job, logs)
         # SQLite has one writer; threads of this process queue here for it instead of in SQLite's
         # busy handler, which sleeps in growing steps (submits under load: p99 > 1 s without it).
         self._write_lock = threading.RLock() if self.sqlite else None
@@ -103,8 +107,9 @@ class JobStore:
         return Job(**row) if row else None
 
     def get(self, job_id: str) -> Job | None:
-        if job_id in self._final:
-            return self._final[job_id][0]
+        hit = self._final.get(job_id)
+        if hit is not None:
+            return hit[0]
         with self.read() as conn:
             return self._remember(self._get(conn, job_id), conn)
 
@@ -112,9 +117,9 @@ class JobStore:
         # Terminal states are final, so a finished request (polled at 10 Hz by some clients)
         # is answered from memory: its row and its logs can no longer change.
         if job is not None and job.terminal and job.id not in self._final:
-            if len(self._final) >= FINAL_CACHE_SIZE:
-                self._final.pop(next(iter(self._final)))
-            self._final[job.id] = (job, self._logs(conn, job.id, 0))
+            logs = self._logs(conn, job.id, 0)
+            size = json_size(job.input, job.plan, job.engine, job.result, job.error, logs) + 512
+            self._final.put(job.id, (job, logs), size)
         return job
 
     def forget(self, job_ids) -> None:
@@ -137,8 +142,9 @@ class JobStore:
         ).scalar_one()
 
     def logs(self, job_id: str, after: int = 0) -> list[dict]:
-        if job_id in self._final:
-            return [entry for entry in self._final[job_id][1] if entry["seq"] > after]
+        hit = self._final.get(job_id)
+        if hit is not None:
+            return [entry for entry in hit[1] if entry["seq"] > after]
         with self.read() as conn:
             return self._logs(conn, job_id, after)
 
@@ -153,9 +159,10 @@ class JobStore:
     def snapshot(self, job_id: str, logs_after: int | None = None) -> tuple[Job | None, int | None, list[dict] | None]:
         """One consistent read for a status answer: the job, its queue position while queued, and
         its log lines after ``logs_after`` (None: no logs wanted)."""
-        if job_id in self._final:
-            job = self._final[job_id][0]
-            return job, None, None if logs_after is None else self.logs(job_id, logs_after)
+        hit = self._final.get(job_id)
+        if hit is not None:
+            job = hit[0]
+            return job, None, None if logs_after is None else [e for e in hit[1] if e["seq"] > (logs_after or 0)]
         with self.read() as conn:
             job = self._remember(self._get(conn, job_id), conn)
             if job is None:
@@ -165,11 +172,24 @@ class JobStore:
             return job, None, None if logs_after is None else self._logs(conn, job_id, logs_after)
 
     def history(self, key_id: str | None, limit: int = 20) -> list[Job]:
+        """Recent requests, newest first. An input over ``HISTORY_INPUT_BYTES`` (stored whole by
+        older versions) is not read: it comes back as ``{"omitted_bytes": size}``, so a listing
+        of 200 such rows does not load gigabytes."""
+        r = requests.c
+        size = sa.func.length(sa.cast(r.input, sa.Text)).label("input_size")
+        columns = [c for c in requests.c if c.name != "input"]
         with self.read() as conn:
-            q = sa.select(requests).order_by(requests.c.seq.desc()).limit(limit)
+            q = sa.select(*columns, size).order_by(r.seq.desc()).limit(limit)
             if key_id is not None:
-                q = q.where(requests.c.key_id == key_id)
-            return [Job(**row) for row in conn.execute(q).mappings()]
+                q = q.where(r.key_id == key_id)
+            rows = [dict(row) for row in conn.execute(q).mappings()]
+            small = [row["id"] for row in rows if (row["input_size"] or 0) <= HISTORY_INPUT_BYTES]
+            inputs = dict(conn.execute(sa.select(r.id, r.input).where(r.id.in_(small))).all()) if small else {}
+        jobs = []
+        for row in rows:
+            nbytes = row.pop("input_size") or 0
+            jobs.append(Job(**row, input=inputs.get(row["id"], {"omitted_bytes": nbytes})))
+        return jobs
 
     def ping(self) -> None:
         """Raises unless the database answers (health checks)."""

@@ -231,7 +231,11 @@ class Fetcher:
                     raise self._too_large(field, exc.size) from None
                 except FileNotFoundError:
                     raise self._error(field, f"The file at {field_name(field)} no longer exists: {_shown(url)}") from None
-        return self._http(url, field)
+        try:
+            return self._http(url, field)
+        except (httpx.InvalidURL, ValueError) as exc:  # NUL, octal or malformed hosts: httpx, idna, urlsplit
+            message = str(exc).encode("ascii", "backslashreplace").decode()[:200]
+            raise self._error(field, f"{field_name(field)} is not a valid URL: {message}") from None
 
     def _data_uri(self, url: str, field) -> bytes:
         header, sep, payload = url[5:].partition(",")
