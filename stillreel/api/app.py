@@ -113,6 +113,7 @@ class Services:
                 if self.store.maintain(self.settings.max_attempts):
                     self.changes.notify(None)
                 sweep_quietly(self.lifecycle)  # object lifecycle and --retention
+                self.keys.watch_revocations()  # a key revoked elsewhere stops working here too
                 if time.monotonic() - last_sweep > SWEEP_EVERY_S:
                     last_sweep = time.monotonic()
                     self.storage.sweep(ABANDONED_UPLOAD_S)  # half-finished multipart uploads

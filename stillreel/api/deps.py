@@ -17,6 +17,9 @@ from stillreel.api import tokens
 from stillreel.config import Settings
 
 
+UPLOAD_PATH_PREFIX = "/files/"  # the upload routes (fal's CDN); the only ones a Bearer upload token opens
+
+
 @dataclass(frozen=True)
 class Caller:
     key_id: str | None  # None when auth is off
@@ -93,7 +96,10 @@ async def caller(request: Request) -> Caller:
         if key_id is keys.MISSING:
             key_id = await run_in_threadpool(keys.verify, credentials)
     elif scheme.lower() == "bearer" and credentials:
-        key_id = await run_in_threadpool(keys.verify_token, credentials)
+        # An upload token (POST /storage/auth/token) is fal's CDN credential: it uploads files and
+        # nothing else, so a leaked one cannot submit, read results or cancel.
+        if request.url.path.startswith(UPLOAD_PATH_PREFIX):
+            key_id = await run_in_threadpool(keys.verify_token, credentials)
     elif not header and "fal_jwt_token" in request.query_params and tokens.accepts_token(request.url.path):
         # fal's temporary token (POST /tokens/): what a browser streaming status with
         # connectionMode "client" sends instead of a key. Raises 401/403 itself.

@@ -323,8 +323,19 @@ async def signed_put(request: Request, token: str = "") -> dict:
     content_type = grant.content_type
     if content_type == "application/octet-stream":  # the initiate call did not say; the PUT may
         content_type = normalize_content_type(request.headers.get("content-type"))
-    return await _store_body(request, key=grant.key, file_name=grant.file_name, content_type=content_type,
-                             lifetime=grant.lifetime)
+    # Single use: the file's URL was handed out at initiate and is served as immutable, so a replayed
+    # URL must not swap the bytes behind it. (Checked in this process for PUTs under way too.)
+    if grant.key in _SIGNED_IN_FLIGHT or await run_in_threadpool(_storage(request).stat, grant.key) is not None:
+        raise HTTPException(status_code=403, detail="This upload URL was already used (upload URLs are single-use)")
+    _SIGNED_IN_FLIGHT.add(grant.key)
+    try:
+        return await _store_body(request, key=grant.key, file_name=grant.file_name, content_type=content_type,
+                                 lifetime=grant.lifetime)
+    finally:
+        _SIGNED_IN_FLIGHT.discard(grant.key)
+
+
+_SIGNED_IN_FLIGHT: set[str] = set()  # keys of signed single PUTs being received by this process
 
 
 @router.put("/storage/upload/signed/{part_number:int}")

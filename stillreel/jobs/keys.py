@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from stillreel.jobs.schema import api_keys, server_secrets
 from stillreel.jobs.store import JobStore
 
-TOKEN_LIFETIME_S = 7 * 24 * 3600
+TOKEN_LIFETIME_S = 3600  # upload tokens: fal_client asks for a new one when this one expires
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class Keys:
         self.store = store
         self._token_secret: bytes | None = None
         self._cache: dict[str, tuple[float, str | None]] = {}
+        self._revocations: tuple | None = None  # (revoked keys, last revocation) last seen
 
     # -- management --------------------------------------------------------------------------
 
@@ -90,6 +91,18 @@ class Keys:
             ).rowcount
         self._cache.clear()
         return n == 1
+
+    def watch_revocations(self) -> None:
+        """Forget remembered answers once any key was revoked, by any process (``stillreel keys
+        revoke``, another replica): the server's housekeeping calls this every 0.5 s, so a revoked
+        key stops working within about that time everywhere instead of the cache's 5 s."""
+        with self.store.read() as conn:
+            mark = tuple(conn.execute(
+                sa.select(sa.func.count(api_keys.c.revoked_at), sa.func.max(api_keys.c.revoked_at))
+            ).one())
+        if self._revocations is not None and mark != self._revocations:
+            self._cache.clear()
+        self._revocations = mark
 
     def count_active(self) -> int:
         with self.store.read() as conn:
