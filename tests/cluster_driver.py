@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import threading
 import time
 from collections import Counter, defaultdict
@@ -96,6 +97,19 @@ def main() -> None:
     server = ThreadingHTTPServer((args.me, 9000), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
+    # Progress (requests called back, of N) is written from the start, while submits are still
+    # going: the test times its faults by it, and they must land on work in progress.
+    stop_progress = threading.Event()
+
+    def report_progress():
+        while not stop_progress.wait(0.2):
+            with lock:
+                done = len(webhooks)
+            with open(args.progress + ".tmp", "w") as f:
+                f.write(f"{done} {args.n}")
+            os.replace(args.progress + ".tmp", args.progress)
+
+    threading.Thread(target=report_progress, daemon=True).start()
     started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         accepted = [rid for rid in pool.map(lambda i: submit(args.api, args.me, i), range(args.n)) if rid]
@@ -105,14 +119,13 @@ def main() -> None:
     while time.monotonic() < deadline:
         with lock:
             done = sum(1 for rid in accepted if webhooks.get(rid))
-        with open(args.progress, "w") as f:
-            f.write(f"{done} {len(accepted)}")
         if done == len(accepted):
             break
         time.sleep(0.5)
+    stop_progress.set()
     # Deliveries that the killed API host had claimed stay held until their claim lapses (a minute or
     # so); then a live host sends them again. Wait for the outbox to drain.
-    engine = sa.create_engine(args.db)
+    engine = sa.create_engine(args.db, pool_pre_ping=True)  # the database was restarted meanwhile
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         with engine.connect() as conn:

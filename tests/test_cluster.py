@@ -124,19 +124,25 @@ def test_500_requests_survive_link_cuts_database_restart_and_host_kills(tmp_path
         def at(fraction: float) -> None:
             _wait(lambda: _progress(progress) >= fraction or driver.poll() is not None, 300, f"progress {fraction}")
 
+        hit_at = {}  # how far the run was when each fault struck: they must hit work in progress
+
         at(0.1)
+        hit_at["link cut"] = _progress(progress)
         net.cut(workers[0])  # mid-job, past its lease: the job goes to another worker
         time.sleep(LEASE_S * 2)
         net.restore(workers[0])
         at(0.3)
+        hit_at["database restart"] = _progress(progress)
         subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-m", "fast",
                         "-w", "stop"], check=True, capture_output=True)
         db.processes.clear()
         time.sleep(3)
         start_postgres()
         at(0.5)
+        hit_at["api host killed"] = _progress(progress)
         net.kill(apis[1])
         at(0.7)
+        hit_at["worker host killed"] = _progress(progress)
         net.kill(workers[2])
         driver.wait(700)
 
@@ -149,6 +155,7 @@ def test_500_requests_survive_link_cuts_database_restart_and_host_kills(tmp_path
         diagnosis = json.dumps({k: audit[k] for k in ("statuses", "attempts", "outbox", "rows", "elapsed_s")}) + \
             "\n" + "\n".join(f"--- {n}\n{tail(n)}" for n in ("w1.log", "w2.log", "api1.log"))
 
+        assert all(p < 0.95 for p in hit_at.values()), f"faults struck after the work was done: {hit_at}"
         accepted = audit["accepted"]
         assert len(accepted) == N, diagnosis
         # Every request, including any whose submit answer was lost with api2, completed exactly once.
