@@ -17,6 +17,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from stillreel.engines.motion import geometry
 from stillreel.engines.motion.brush import Path, Sprite, StaticRegion, fill_hole, holes_of, patch_planes
 from stillreel.engines.motion.camera import Move, camera_path, describe
 from stillreel.engines.motion.geometry import Padded, is_identity, resize_warp, smootherstep, warp_i420
@@ -70,8 +71,14 @@ class Scene:
             self.base = self.source.copy()
             patch_planes(self.base, rgb_to_yuv420p(fill_hole(rgb, hole)), hole)
             self.info["motion_brush"] = f"{len(self.sprites)} region(s) moved along their trajectories"
-        # Zooms and slides of the plain still take the cheaper resize path (geometry.resize_warp).
-        self.padded = Padded(self.source) if moving and not self.sprites else None
+        # Zooms and slides of the plain still take the resize path, where that is the cheaper one
+        # (geometry.RESIZE_BEATS_WARP: it depends on the OpenCV version).
+        fast = moving and not self.sprites and geometry.RESIZE_BEATS_WARP
+        self.padded = Padded(self.source) if fast else None
+        # Frames are handed on, never written by their consumers (the encoder copies them): an
+        # unchanged view can be the source itself, read-only so that a writer fails loudly.
+        self._held = self.source.view()
+        self._held.flags.writeable = False
         self.static = None
         if self.static_mask is not None:
             self.static = StaticRegion(self.source, self.static_mask, feather=2 * unit if moving else 0)
@@ -87,6 +94,8 @@ class Scene:
             layer = self.source
         m = self.path.matrices[i]
         if is_identity(m):
+            if layer is self.source and self.static is None:
+                return self._held  # a static hold: the same frame again, no copy
             out = layer.copy() if layer is self.source else layer
         else:
             out = resize_warp(self.padded, m) if self.padded is not None and layer is self.source else None
