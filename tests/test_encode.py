@@ -138,8 +138,11 @@ def test_frames_are_streamed_not_collected(tmp_path):
 
 
 def test_same_frames_same_bytes(tmp_path):
-    for name in ("a", "b"):
-        encode(Clip(24, W, H, 24, iter(_moving(24)), "rgb24"), tmp_path / f"{name}.mp4")
-    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+    # Several times in one process: x264's AVX-512 code gave a different file now and then (on AMD
+    # Zen 4), most often for the first encode of a process; encode() keeps x264 on AVX2 there.
+    names = [f"clip{i}.mp4" for i in range(8)]
+    for name in names:
+        encode(Clip(24, W, H, 24, iter(_moving(24)), "rgb24"), tmp_path / name)
+    assert len({(tmp_path / name).read_bytes() for name in names}) == 1
     encode(Clip(24, W, H, 24, iter(_moving(24, seed=1)), "rgb24"), tmp_path / "c.mp4")
-    assert (tmp_path / "c.mp4").read_bytes() != (tmp_path / "a.mp4").read_bytes()
+    assert (tmp_path / "c.mp4").read_bytes() != (tmp_path / names[0]).read_bytes()
