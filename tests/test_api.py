@@ -315,7 +315,7 @@ def test_jwks_and_health(client):
 def test_engine_errors_name_the_endpoints_own_field():
     from stillreel.endpoints.registry import ENDPOINTS
     from stillreel.engines.base import EngineError
-    from stillreel.jobs.runner import failure_detail
+    from stillreel.jobs.child import failure_detail
 
     v1 = ENDPOINTS[V1].plan({"prompt": "p", "image_url": "u", "tail_image_url": "t"})
     o3 = ENDPOINTS[O3].plan({"prompt": "p", "image_url": "u", "end_image_url": "t"})

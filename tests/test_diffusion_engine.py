@@ -359,7 +359,7 @@ def test_unsupported_fields_are_refused_at_submit(engine, calls, endpoint_id, ex
 
 def test_a_default_the_model_cannot_honour_runs_without_it(engine, tmp_path):
     from stillreel.endpoints.registry import ENDPOINTS
-    from stillreel.jobs.runner import render
+    from stillreel.jobs.child import render
     from stillreel.media.fetch import Fetcher
 
     eng = engine(tiny.WAN21_I2V, fps=8)

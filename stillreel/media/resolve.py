@@ -35,7 +35,7 @@ from stillreel.media.fetch import Fetcher, field_loc, field_name
 
 ASPECT_TOLERANCE = 0.02  # a mask may differ from the start image's aspect ratio by this much
 
-__all__ = ["Fetcher", "decode_image", "decode_mask", "resolve", "trajectory_to_top_left"]
+__all__ = ["decode_image", "decode_mask", "resolve", "trajectory_to_top_left"]
 
 _LOAD_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
