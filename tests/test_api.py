@@ -322,7 +322,5 @@ def test_engine_errors_name_the_endpoints_own_field():
     err = EngineError("no", "image_load_error", ("end_image",))
     assert failure_detail(err, v1) == [{"loc": ["body", "tail_image_url"], "msg": "no", "type": "image_load_error"}]
     assert failure_detail(err, o3)[0]["loc"] == ["body", "end_image_url"]
-    # legacy locs (a "body" prefix, another endpoint's fal name) are still translated
-    assert failure_detail(EngineError("no", loc=("body", "end_image_url")), v1)[0]["loc"] == ["body", "tail_image_url"]
     assert failure_detail(EngineError("no", loc=("start_image",)), v1)[0]["loc"] == ["body", "image_url"]
     assert failure_detail(EngineError("oom", "out_of_memory", status=503), v1) == "oom"
