@@ -77,12 +77,3 @@ def fal_loc(loc: Iterable, fields: dict[str, str]) -> list:
         rest = [rest[0], inverse.get(rest[1], rest[1]), *rest[2:]]
     return ["body", name, *rest]
 
-
-def attr_name(loc: Iterable) -> str:
-    """A loc as a dotted path for messages: ``dynamic_masks[2].trajectory``."""
-    out = ""
-    for part in loc:
-        if part == "body" and not out:
-            continue
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
