@@ -119,7 +119,8 @@ def child_main(conn, cancel_event, settings: Settings) -> None:
             return
         if isinstance(job, Stop):
             return
-        assert isinstance(job, RenderJob), job
+        if not isinstance(job, RenderJob):
+            raise TypeError(f"not a message for the render child: {job!r}")
         progress = _PipeProgress(conn, cancel_event)
         plan = Plan.from_json(job.plan)
         try:
