@@ -19,7 +19,7 @@ from PIL import Image
 from videocheck import probe
 
 from stillreel.config import Limits
-from stillreel.engines.base import Aspect, BrushPath, Cancelled, EngineError, GenerationRequest, NullProgress, Shot
+from stillreel.engines.base import Aspect, Cancelled, EngineError, GenerationRequest, NullProgress, Shot
 from stillreel.engines.diffusion import OptionsError, create
 from stillreel.engines.diffusion import sizing
 from stillreel.media.encode import encode
