@@ -216,7 +216,7 @@ def bench_model(name: str, args, on_run=lambda runs: None) -> list[Run]:
     from stillreel.engines.base import GenerationRequest, Shot
     from stillreel.engines.diffusion.engine import DiffusionEngine
     from stillreel.engines.diffusion.families import resolve
-    from stillreel.engines.diffusion.loading import runner
+    from stillreel.engines.diffusion.loading import driver
     from stillreel.engines.diffusion.options import parse
     from stillreel.engines.diffusion.speed import apply
 
@@ -268,7 +268,7 @@ def bench_model(name: str, args, on_run=lambda runs: None) -> list[Run]:
     def _engine_run(label, extra, n, cfg, note):
         options = parse({"model": f"random:{name}", "family": family, "steps": n, "guidance": guidance,
                          "fps": fps, "resolution": f"{width}x{height}", "device": device, **extra})
-        applied = apply(pipe, runner(resolve(options)).denoisers(pipe), options, torch.device(device),
+        applied = apply(pipe, driver(resolve(options)).denoisers(pipe), options, torch.device(device),
                         torch.bfloat16 if device == "cuda" else torch.float32, n)
         engine = DiffusionEngine(pipe, resolve(options), options, applied)
         request = GenerationRequest(start_image=image, shots=(Shot(PROMPT, seconds),), seconds=seconds,
@@ -279,7 +279,7 @@ def bench_model(name: str, args, on_run=lambda runs: None) -> list[Run]:
         run = measure(label, n, device, lambda c: np.stack(list(engine.generate(request, c).frames)))
         run.note = f"{note}warm-up {warm.seconds:.1f} s; {json.dumps(applied)}"
         if "cache" in extra:  # the settings stay on the shared pipeline: take the cache off again
-            for model in runner(resolve(options)).denoisers(pipe):
+            for model in driver(resolve(options)).denoisers(pipe):
                 model.disable_cache()
         return run
 

@@ -84,7 +84,7 @@ def run_ours(png: Path, out: Path, seconds: int, mode: str) -> dict:
     import cv2
     import numpy as np
 
-    from stillreel.engines.base import CameraPreset, DynamicMask, GenerationRequest, NullProgress, Shot
+    from stillreel.engines.base import BrushPath, CameraPreset, GenerationRequest, NullProgress, Shot
     from stillreel.engines.motion import create
     from stillreel.media.encode import encode
 
@@ -100,7 +100,7 @@ def run_ours(png: Path, out: Path, seconds: int, mode: str) -> dict:
         mask = cv2.circle(np.zeros(img.shape[:2], np.uint8), (400, 400), 140, 255, -1)
         static = np.zeros(img.shape[:2], np.uint8)
         static[700:1000, 1400:1800] = 255
-        kw = {"dynamic_masks": (DynamicMask(mask, ((400, 400), (900, 300), (1300, 500))),), "static_mask": static}
+        kw = {"dynamic_masks": (BrushPath(mask, ((400, 400), (900, 300), (1300, 500))),), "static_mask": static}
     elif mode == "morph":
         m = np.float32([[1.04, 0.02, -60], [-0.02, 1.04, -20]])
         kw["end_image"] = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REFLECT)

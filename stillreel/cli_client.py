@@ -29,7 +29,7 @@ from typing import Optional
 
 import typer
 
-from stillreel.cli_inputs import UsageError, build_input
+from stillreel.cli_flags import UsageError, build_input
 from stillreel.cli_output import Exit, ProgressView, client_errors, err, fail
 from stillreel.client import errors as E
 

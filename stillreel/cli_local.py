@@ -1,6 +1,6 @@
 """``stillreel run`` without a server: validate, fetch, generate and encode in this process.
 
-The same path a worker takes (endpoint plan → ``Endpoint.admit`` → ``jobs.runner.render``), minus
+The same path a worker takes (endpoint plan → ``Endpoint.admit`` → ``jobs.child.render``), minus
 the queue. Local files arrive here as data URIs; http(s) inputs may be on a private network
 (the user's own machine is asking, so the server's SSRF guard does not apply).
 """
@@ -25,7 +25,7 @@ def render(endpoint_id: str, data: dict, output: Path, *, engine: str, model: st
     from stillreel.config import Limits
     from stillreel.endpoints.registry import ENDPOINTS, InputError, find
     from stillreel.engines.base import Cancelled, EngineError
-    from stillreel.jobs.runner import render as render_job
+    from stillreel.jobs.child import render as render_job
     from stillreel.media.fetch import Fetcher
 
     endpoint = find(endpoint_id)

@@ -6,7 +6,7 @@ import pytest
 
 # Test helpers (live_server, engines, videocheck, …) import as top-level modules.
 sys.path.insert(0, str(Path(__file__).parent))
-# The test engine is loaded by name inside spawned runner processes, which need tests/ importable.
+# The test engine is loaded by name inside spawned render child processes, which need tests/ importable.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
 
 PG_URL = os.environ.get("STILLREEL_TEST_DATABASE_URL")

@@ -29,7 +29,7 @@ class StepEngine:
         frames = int(_arg(prompt, "frames", 12))
         delay = float(_arg(prompt, "delay", 0.02))
         if "fail" in prompt.split():
-            raise EngineError("the test engine was asked to fail", "value_error", ("body", "prompt"))
+            raise EngineError("the test engine was asked to fail", "value_error", ("prompt",))
         h, w = 64, 96
         base = np.asarray(
             np.resize(request.start_image, (h, w, 3)) if request.start_image.size else np.zeros((h, w, 3)),

@@ -8,7 +8,7 @@ from engines import StepEngine
 
 
 class BrokenEngine:
-    """Its process dies while loading, every time: a worker whose runner can never start."""
+    """Its process dies while loading, every time: a worker whose render child can never start."""
 
     name = "test-broken"
     capabilities = StepEngine.capabilities

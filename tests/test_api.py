@@ -315,14 +315,12 @@ def test_jwks_and_health(client):
 def test_engine_errors_name_the_endpoints_own_field():
     from stillreel.endpoints.registry import ENDPOINTS
     from stillreel.engines.base import EngineError
-    from stillreel.jobs.runner import failure_detail
+    from stillreel.jobs.child import failure_detail
 
     v1 = ENDPOINTS[V1].plan({"prompt": "p", "image_url": "u", "tail_image_url": "t"})
     o3 = ENDPOINTS[O3].plan({"prompt": "p", "image_url": "u", "end_image_url": "t"})
     err = EngineError("no", "image_load_error", ("end_image",))
     assert failure_detail(err, v1) == [{"loc": ["body", "tail_image_url"], "msg": "no", "type": "image_load_error"}]
     assert failure_detail(err, o3)[0]["loc"] == ["body", "end_image_url"]
-    # legacy locs (a "body" prefix, another endpoint's fal name) are still translated
-    assert failure_detail(EngineError("no", loc=("body", "end_image_url")), v1)[0]["loc"] == ["body", "tail_image_url"]
     assert failure_detail(EngineError("no", loc=("start_image",)), v1)[0]["loc"] == ["body", "image_url"]
     assert failure_detail(EngineError("oom", "out_of_memory", status=503), v1) == "oom"

@@ -163,11 +163,9 @@ LOCS = [
     ("fal-ai/kling-video/v3/pro/image-to-video", ("elements", 0, "frontal"), ["body", "elements", 0, "frontal_image_url"]),
     ("fal-ai/kling-video/v3/pro/image-to-video", ("shots", 1, "prompt"), ["body", "multi_prompt", 1, "prompt"]),
     ("fal-ai/kling-video/v1.6/pro/elements", ("reference_images", 3), ["body", "input_image_urls", 3]),
-    # legacy: a "body" prefix and another endpoint's fal name (the motion engine's old locs)
-    ("fal-ai/kling-video/v1/standard/image-to-video", ("body", "end_image_url"), ["body", "tail_image_url"]),
-    ("fal-ai/kling-video/v2.6/pro/image-to-video", ("body", "image_url"), ["body", "start_image_url"]),
-    ("fal-ai/kling-video/v1/standard/image-to-video", ("body", "dynamic_masks", 0, "trajectories", 1),
-     ["body", "dynamic_masks", 0, "trajectories", 1]),
+    # one prompt stands for every shot: a shot's error is the prompt's
+    ("fal-ai/kling-video/v2.1/pro/image-to-video", ("shots", 0, "prompt"), ["body", "prompt"]),
+    ("fal-ai/kling-video/v2.1/pro/image-to-video", ("shots",), ["body", "prompt"]),
 ]
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from stillreel.cli import app
 from stillreel.cli_output import Exit
-from stillreel.cli_inputs import UsageError, build_input
+from stillreel.cli_flags import UsageError, build_input
 from stillreel.client import Client
 
 V1 = "fal-ai/kling-video/v1/standard/image-to-video"

@@ -19,9 +19,9 @@ from PIL import Image
 from videocheck import probe
 
 from stillreel.config import Limits
-from stillreel.engines.base import Aspect, Cancelled, DynamicMask, EngineError, GenerationRequest, NullProgress, Shot
+from stillreel.engines.base import Aspect, Cancelled, EngineError, GenerationRequest, NullProgress, Shot
 from stillreel.engines.diffusion import OptionsError, create
-from stillreel.engines.diffusion import plan
+from stillreel.engines.diffusion import sizing
 from stillreel.media.encode import encode
 
 LANDSCAPE = np.random.default_rng(1).integers(0, 256, (48, 80, 3), dtype=np.uint8)
@@ -199,12 +199,12 @@ def test_multi_shot_each_shot_starts_from_the_previous_last_frame(engine, calls)
     seen = calls(eng)
     clip = eng.generate(request(shots=(Shot("a cat", 2), Shot("a dog", 3))), NullProgress())
     frames = frames_of(clip)
-    assert clip.frame_count == 81 == plan.frame_count(5, 16, 4)  # 33 + 49 - the repeated frame
+    assert clip.frame_count == 81 == sizing.frame_count(5, 16, 4)  # 33 + 49 - the repeated frame
     assert [c["prompt"] for c in seen] == ["a cat", "a dog"]
     assert [c["num_frames"] for c in seen] == [33, 49]
     # The second shot was conditioned on the first shot's last frame (a hard cut, no blending).
     assert np.array_equal(np.asarray(seen[1]["image"]), frames[32])
-    assert np.array_equal(np.asarray(seen[0]["image"]), np.asarray(plan.fit(LANDSCAPE, (64, 32))))
+    assert np.array_equal(np.asarray(seen[0]["image"]), np.asarray(sizing.fit(LANDSCAPE, (64, 32))))
 
 
 @pytest.mark.parametrize("name", [tiny.WAN21_FLF2V, tiny.LTX, tiny.LTX2])
@@ -215,7 +215,7 @@ def test_end_frame_reaches_the_pipeline(engine, calls, name):
     with_end = frames_of(eng.generate(request(2, end_image=END), NullProgress()))
     with_other = frames_of(eng.generate(request(2, end_image=OTHER_END), NullProgress()))
     without = frames_of(eng.generate(request(2), NullProgress()))
-    end = np.asarray(plan.fit(END, (64, 32)))
+    end = np.asarray(sizing.fit(END, (64, 32)))
     frames = seen[0]["num_frames"]
     if name == tiny.WAN21_FLF2V:
         assert np.array_equal(np.asarray(seen[0]["last_image"]), end)
@@ -359,7 +359,7 @@ def test_unsupported_fields_are_refused_at_submit(engine, calls, endpoint_id, ex
 
 def test_a_default_the_model_cannot_honour_runs_without_it(engine, tmp_path):
     from stillreel.endpoints.registry import ENDPOINTS
-    from stillreel.jobs.runner import render
+    from stillreel.jobs.child import render
     from stillreel.media.fetch import Fetcher
 
     eng = engine(tiny.WAN21_I2V, fps=8)

@@ -19,7 +19,7 @@ from stillreel.engines import EngineSpec
 from stillreel.engines import capabilities as engine_capabilities
 from stillreel.engines.base import Aspect, Shot
 from stillreel.engines.diffusion import OptionsError, capabilities, family, parse
-from stillreel.engines.diffusion import plan
+from stillreel.engines.diffusion import sizing
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -162,7 +162,7 @@ def test_family_from_hub_name_and_explicit_option():
 
 def test_text_to_video_defaults(folders):
     t2v = family({"model": folders["wan2.1-t2v"]})
-    assert (t2v.runner, t2v.fps, t2v.resolution, t2v.steps, t2v.guidance) == ("wan_t2v", 16, (832, 480), 50, 5.0)
+    assert (t2v.driver, t2v.fps, t2v.resolution, t2v.steps, t2v.guidance) == ("wan_t2v", 16, (832, 480), 50, 5.0)
     a14b = family({"model": folders["wan2.2-t2v-a14b"]})
     assert (a14b.steps, a14b.guidance, a14b.guidance_2) == (40, 4.0, 3.0)  # high- and low-noise experts
     assert family({"model": folders["wan2.2-t2v-a14b"], "guidance": 2.5}).guidance_2 is None  # both 2.5
@@ -295,14 +295,14 @@ def test_voices_are_refused_on_vace(folders):
 
 
 def test_resolution_buckets():
-    assert plan.bucket((832, 480), 16, Aspect.LANDSCAPE, (1, 1)) == (832, 480)
-    assert plan.bucket((832, 480), 16, Aspect.PORTRAIT, (1, 1)) == (480, 832)
-    assert plan.bucket((832, 480), 16, Aspect.SQUARE, (1, 1)) == (624, 624)  # same area, to 16
-    assert plan.bucket((1280, 704), 32, Aspect.SQUARE, (1, 1)) == (960, 960)
+    assert sizing.bucket((832, 480), 16, Aspect.LANDSCAPE, (1, 1)) == (832, 480)
+    assert sizing.bucket((832, 480), 16, Aspect.PORTRAIT, (1, 1)) == (480, 832)
+    assert sizing.bucket((832, 480), 16, Aspect.SQUARE, (1, 1)) == (624, 624)  # same area, to 16
+    assert sizing.bucket((1280, 704), 32, Aspect.SQUARE, (1, 1)) == (960, 960)
     # No aspect: the bucket nearest the input's shape.
-    assert plan.bucket((832, 480), 16, None, (1920, 1080)) == (832, 480)
-    assert plan.bucket((832, 480), 16, None, (1080, 1920)) == (480, 832)
-    assert plan.bucket((832, 480), 16, None, (1000, 900)) == (624, 624)
+    assert sizing.bucket((832, 480), 16, None, (1920, 1080)) == (832, 480)
+    assert sizing.bucket((832, 480), 16, None, (1080, 1920)) == (480, 832)
+    assert sizing.bucket((832, 480), 16, None, (1000, 900)) == (624, 624)
 
 
 @pytest.mark.parametrize(
@@ -310,32 +310,32 @@ def test_resolution_buckets():
     [(5, 16, 4, 81), (10, 16, 4, 161), (5, 24, 8, 121), (3, 24, 8, 73), (5, 24, 4, 121), (1, 16, 4, 17)],
 )
 def test_frame_counts_on_the_quantum(seconds, fps, quantum, frames):
-    assert plan.frame_count(seconds, fps, quantum) == frames
+    assert sizing.frame_count(seconds, fps, quantum) == frames
     assert (frames - 1) % quantum == 0
 
 
 def test_segments_chain_without_changing_the_frame_count():
     shots = (Shot("a", 7), Shot("b", 3))
-    calls = plan.segments(shots, fps=16, quantum=4, max_seconds=5)
+    calls = sizing.segments(shots, fps=16, quantum=4, max_seconds=5)
     assert [(c.shot, c.seconds, c.frames) for c in calls] == [(0, 4, 65), (0, 3, 49), (1, 3, 49)]
     assert [c.prompt for c in calls] == ["a", "a", "b"]
     # Each continuation repeats its start frame, which is dropped: 10 s at 16 fps is 161 frames.
-    assert plan.total_frames(calls) == 161 == plan.frame_count(10, 16, 4)
-    assert plan.split_seconds(15, 5) == [5, 5, 5] and plan.split_seconds(5, 5) == [5]
+    assert sizing.total_frames(calls) == 161 == sizing.frame_count(10, 16, 4)
+    assert sizing.split_seconds(15, 5) == [5, 5, 5] and sizing.split_seconds(5, 5) == [5]
 
 
 def test_guidance_mapping():
-    assert plan.guidance_scale(0.0, 5.0) == 1.0  # off
-    assert plan.guidance_scale(0.5, 5.0) == 5.0  # the model card's value
-    assert plan.guidance_scale(1.0, 5.0) == 9.0
-    assert plan.guidance_scale(0.25, 3.0) == 2.0
-    assert plan.guidance_scale(0.5, 1.0) == 1.0  # a distilled model stays unguided
+    assert sizing.guidance_scale(0.0, 5.0) == 1.0  # off
+    assert sizing.guidance_scale(0.5, 5.0) == 5.0  # the model card's value
+    assert sizing.guidance_scale(1.0, 5.0) == 9.0
+    assert sizing.guidance_scale(0.25, 3.0) == 2.0
+    assert sizing.guidance_scale(0.5, 1.0) == 1.0  # a distilled model stays unguided
 
 
 def test_fit_crops_to_the_bucket_aspect():
     img = np.zeros((100, 300, 3), np.uint8)
     img[:, 100:200] = 255  # a white band in the middle third
-    out = np.asarray(plan.fit(img, (64, 64)))
+    out = np.asarray(sizing.fit(img, (64, 64)))
     assert out.shape == (64, 64, 3)
     assert out[:, 8:56].min() > 200  # the centre square survives the crop: all white
 

@@ -16,7 +16,7 @@ from test_diffusion_engine import (LANDSCAPE, calls, engine, frames_of, one_thre
                                    tiny_models)
 
 from stillreel.engines.base import Aspect, EngineError, NullProgress, Shot
-from stillreel.engines.diffusion import plan, wan_t2v
+from stillreel.engines.diffusion import sizing, wan_t2v
 
 
 def text_request(seconds: int = 1, **fields):
@@ -59,7 +59,7 @@ def test_ti2v_shares_its_modules_between_image_and_text(engine, calls):
     eng.generate(request(1), NullProgress())
     eng.generate(text_request(1), NullProgress())
     assert len(with_image) == 1 and np.array_equal(
-        np.asarray(with_image[0]["image"]), np.asarray(plan.fit(LANDSCAPE, (64, 32))))
+        np.asarray(with_image[0]["image"]), np.asarray(sizing.fit(LANDSCAPE, (64, 32))))
     assert len(from_text) == 1 and "image" not in from_text[0]
 
 
@@ -72,7 +72,7 @@ def test_text_only_model_makes_each_shot_from_text_in_one_call(engine, calls):
     assert [c["num_frames"] for c in seen] == [57, 25]
     assert [c["prompt"] for c in seen] == ["a cat", "a dog"]
     assert clip.info["calls"] == 2 and "image" not in seen[1]
-    assert clip.frame_count == 81 == plan.frame_count(10, 8, 4)  # the same count as on any model
+    assert clip.frame_count == 81 == sizing.frame_count(10, 8, 4)  # the same count as on any model
 
 
 @pytest.mark.parametrize("cfg, high, low", [(0.0, 1.0, 1.0), (0.5, 4.0, 3.0), (1.0, 7.0, 5.0)])

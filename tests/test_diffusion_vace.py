@@ -16,7 +16,7 @@ from test_diffusion_engine import (END, LANDSCAPE, calls, engine, frames_of, one
                                    tiny_models)
 
 from stillreel.engines.base import Aspect, Element, NullProgress, Shot
-from stillreel.engines.diffusion import plan
+from stillreel.engines.diffusion import sizing
 
 SUBJECT = np.random.default_rng(7).integers(0, 256, (40, 40, 3), dtype=np.uint8)
 VIEW = np.random.default_rng(8).integers(0, 256, (30, 50, 3), dtype=np.uint8)
@@ -65,8 +65,8 @@ def test_start_and_end_frames_are_the_masked_control_video(engine, calls, contro
     assert with_end.shape == (17, 32, 64, 3)
     video, mask = seen[0]["video"], [np.asarray(m) for m in seen[0]["mask"]]
     assert len(video) == len(mask) == 17
-    assert np.array_equal(np.asarray(video[0]), np.asarray(plan.fit(LANDSCAPE, (64, 32))))
-    assert np.array_equal(np.asarray(video[-1]), np.asarray(plan.fit(END, (64, 32))))
+    assert np.array_equal(np.asarray(video[0]), np.asarray(sizing.fit(LANDSCAPE, (64, 32))))
+    assert np.array_equal(np.asarray(video[-1]), np.asarray(sizing.fit(END, (64, 32))))
     assert mask[0].max() == 0 and mask[-1].max() == 0  # kept
     assert all(m.min() == 255 for m in mask[1:-1])  # generated, over mid-grey
     assert all(np.asarray(v).min() == np.asarray(v).max() == 127 for v in video[1:-1])

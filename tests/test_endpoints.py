@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import types
+import typing
 
+import pytest
+from pydantic import BaseModel
+
+from stillreel.endpoints import mapping
 from stillreel.endpoints.registry import ENDPOINTS, InputError, Plan
 from stillreel.engines.base import Capabilities
 
@@ -112,3 +117,72 @@ def test_prices():
     assert ENDPOINTS[V1S].price.for_clip(5) == 0.225
     assert ENDPOINTS[O3].price.for_clip(5, audio=True) == 0.56
     assert ENDPOINTS[V1P].price.for_clip(5) is None
+
+
+# -- errors found after the claim name a field the caller's endpoint has ---------------------------
+
+
+def _fal_type(annotation):
+    """``list[X] | None`` → ``list[X]``; ``Model | None`` → ``Model``."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1 else annotation
+
+
+def _walk(model: type[BaseModel], fal_loc: list):
+    """The type ``fal_loc`` (``["body", field, index, field, …]``) lands on in ``model``, or an
+    AssertionError naming the first step that does not exist."""
+    here = model
+    for step in fal_loc[1:]:
+        here = _fal_type(here)
+        if isinstance(step, int):
+            assert typing.get_origin(here) is list, (fal_loc, step, here)
+            here = typing.get_args(here)[0]
+        else:
+            assert isinstance(here, type) and issubclass(here, BaseModel) and step in here.model_fields, (fal_loc, step)
+            here = here.model_fields[step].annotation
+    return _fal_type(here)
+
+
+def _post_claim_locs(endpoint) -> list[tuple]:
+    """Every normalized loc an error after the claim can carry on ``endpoint``, from the mapping:
+    each attribute the endpoint maps (with an index where its fal type is a list), each nested
+    attribute of its lists (``dynamic_masks.N.mask``, ``elements.N.references.J`` …), and the
+    ones every plan has (``shots``, ``prompt``, ``seconds``), however the endpoint spells them."""
+    locs: list[tuple] = []
+    for attr in sorted({*endpoint.fields, "shots", "prompt", "seconds"}):
+        locs.append((attr,))
+        name = endpoint.fields.get(attr)
+        if name is None or typing.get_origin(_walk(endpoint.input_model, ["body", name])) is not list:
+            continue
+        locs.append((attr, 1))
+        item = _walk(endpoint.input_model, ["body", name, 1])
+        for fal_sub, sub in mapping.NESTED.get(attr, {}).items():
+            if not (isinstance(item, type) and issubclass(item, BaseModel) and fal_sub in item.model_fields):
+                continue  # this endpoint's items have no such part (o1's elements take no video)
+            locs.append((attr, 1, sub))
+            if typing.get_origin(_fal_type(item.model_fields[fal_sub].annotation)) is list:
+                locs.append((attr, 1, sub, 2))
+    return locs
+
+
+@pytest.mark.parametrize("endpoint_id", sorted(ENDPOINTS))
+def test_every_error_after_the_claim_names_a_field_of_the_endpoint(endpoint_id):
+    endpoint = ENDPOINTS[endpoint_id]
+    locs = _post_claim_locs(endpoint)
+    for loc in locs:
+        translated = endpoint.fal_loc(loc)
+        _walk(endpoint.input_model, translated)  # raises when a step names no field
+        assert translated[1] in endpoint.input_model.model_fields, (loc, translated)
+    if "dynamic_masks" in endpoint.fields:
+        assert ("dynamic_masks", 1, "trajectory", 2) in locs and ("dynamic_masks", 1, "mask") in locs
+    if endpoint.fields.get("reference_images") == "image_urls":
+        assert ("elements", 1, "references", 2) in locs and ("elements", 1, "frontal") in locs
+
+
+def test_the_post_claim_table_covers_what_resolve_fetches():
+    # Every URL resolve fetches, on the endpoints that have it, is in the table above.
+    seen = {loc for endpoint in ENDPOINTS.values() for loc in _post_claim_locs(endpoint)}
+    for loc in [("start_image",), ("end_image",), ("static_mask",), ("dynamic_masks", 1, "mask"),
+                ("dynamic_masks", 1, "trajectory", 2), ("elements", 1, "frontal"), ("elements", 1, "references", 2),
+                ("reference_images", 1), ("shots", 1, "prompt")]:
+        assert loc in seen, loc

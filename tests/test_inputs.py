@@ -19,8 +19,8 @@ from storage_helpers import encode, picture
 from stillreel.config import Limits
 from stillreel.endpoints.registry import ENDPOINTS, Plan, PlannedMask
 from stillreel.engines.base import Aspect, CameraPreset, EngineError
-from stillreel.media.fetch import is_public_address
-from stillreel.media.inputs import Fetcher, decode_image, decode_mask, resolve, trajectory_to_top_left
+from stillreel.media.fetch import Fetcher, is_public_address
+from stillreel.media.resolve import decode_image, decode_mask, resolve, trajectory_to_top_left
 from stillreel.storage.local import LocalStorage
 
 LOOPBACK = Limits(allow_private_urls=True, fetch_timeout_s=5)

@@ -20,8 +20,8 @@ from videocheck import (
 
 from stillreel.engines.base import (
     Aspect,
+    BrushPath,
     CameraPreset,
-    DynamicMask,
     EngineError,
     GenerationRequest,
     NullProgress,
@@ -40,7 +40,7 @@ STATIC[380:540, 760:980] = 255
 
 def brush_request(traj=TRAJ, static=STATIC, seconds=3, **kw) -> GenerationRequest:
     return GenerationRequest(IMG, (Shot("a ball rolls", seconds),), seconds, static_mask=static,
-                             dynamic_masks=(DynamicMask(OBJ, traj),), **kw)
+                             dynamic_masks=(BrushPath(OBJ, traj),), **kw)
 
 
 def to_out(mask: np.ndarray) -> np.ndarray:
@@ -139,14 +139,14 @@ def refused(req: GenerationRequest) -> EngineError:
 def test_mask_of_the_wrong_size_is_refused():
     small = np.zeros((100, 100), np.uint8)
     small[10:20, 10:20] = 255
-    err = refused(GenerationRequest(IMG, (Shot("x", 3),), 3, dynamic_masks=(DynamicMask(small, TRAJ),)))
+    err = refused(GenerationRequest(IMG, (Shot("x", 3),), 3, dynamic_masks=(BrushPath(small, TRAJ),)))
     assert err.loc == ("dynamic_masks", 0, "mask") and "100x100" in err.message
     err = refused(GenerationRequest(IMG, (Shot("x", 3),), 3, static_mask=small))
     assert err.loc == ("static_mask",)
 
 
 def test_empty_mask_is_refused():
-    masks = (DynamicMask(OBJ, TRAJ), DynamicMask(np.zeros_like(OBJ), TRAJ))
+    masks = (BrushPath(OBJ, TRAJ), BrushPath(np.zeros_like(OBJ), TRAJ))
     err = refused(GenerationRequest(IMG, (Shot("x", 3),), 3, dynamic_masks=masks))
     assert err.loc == ("dynamic_masks", 1, "mask") and "selects nothing" in err.message
 
@@ -155,18 +155,51 @@ def test_mask_cut_away_by_the_aspect_crop_is_refused():
     left = np.zeros((H, W), np.uint8)
     left[200:300, 10:60] = 255  # a 9:16 crop of a 16:9 image keeps only the middle
     err = refused(GenerationRequest(IMG, (Shot("x", 3),), 3, aspect=Aspect.PORTRAIT,
-                                    dynamic_masks=(DynamicMask(left, TRAJ),)))
+                                    dynamic_masks=(BrushPath(left, TRAJ),)))
     assert err.loc == ("dynamic_masks", 0, "mask") and "crop" in err.message
 
 
+def _v1_brush_input(points: list[tuple[float, float]]) -> dict:
+    """v1 standard's fal input with one dynamic mask: Kling's points, origin bottom-left."""
+    import io
+
+    from apihelp import data_uri
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.fromarray(IMG).save(png, "PNG")
+    return {"prompt": "a ball rolls", "image_url": data_uri(png.getvalue()),
+            "dynamic_masks": [{"mask_url": "https://example.com/mask.png",
+                               "trajectories": [{"x": x, "y": y} for x, y in points]}]}
+
+
 def test_trajectory_outside_the_image_is_refused():
-    err = refused(brush_request(traj=((250.0, 250.0), (400.0, 300.0), (1500.0, 300.0))))
-    assert err.loc == ("dynamic_masks", 0, "trajectory", 2) and "1024x576" in err.message
+    # The one check of trajectory points (endpoints.rules) runs once the start image's size is
+    # known: when the request is resolved, before the mask is downloaded.
+    from apihelp import V1
+
+    from stillreel.config import Limits
+    from stillreel.endpoints.registry import ENDPOINTS
+    from stillreel.media.fetch import Fetcher
+    from stillreel.media.resolve import resolve
+
+    endpoint = ENDPOINTS[V1]
+    plan = endpoint.plan(_v1_brush_input([(250.0, 326.0), (400.0, 276.0), (1500.0, 276.0)]))
+    with Fetcher(None, Limits(allow_private_urls=True)) as fetcher, pytest.raises(EngineError) as err:
+        resolve(plan, fetcher)
+    assert err.value.loc == ("dynamic_masks", 0, "trajectory", 2) and "1024×576" in err.value.message
+    assert endpoint.fal_loc(err.value.loc) == ["body", "dynamic_masks", 0, "trajectories", 2]
 
 
 def test_trajectory_needs_two_points():
-    err = refused(brush_request(traj=((250.0, 250.0),)))
-    assert err.loc == ("dynamic_masks", 0, "trajectory")
+    from apihelp import V1
+
+    from stillreel.endpoints.registry import ENDPOINTS, InputError
+
+    with pytest.raises(InputError) as err:  # at submit
+        ENDPOINTS[V1].plan(_v1_brush_input([(250.0, 326.0)]))
+    item = err.value.detail[0]
+    assert item["loc"] == ["body", "dynamic_masks", 0, "trajectories"] and item["type"] == "trajectory_length"
 
 
 def test_masks_with_an_end_image_are_refused():

@@ -14,9 +14,9 @@ from stillreel.engines import capabilities as engine_capabilities
 from stillreel.engines import create as create_engine
 from stillreel.engines.base import (
     Aspect,
+    BrushPath,
     CameraPreset,
     Cancelled,
-    DynamicMask,
     EngineError,
     GenerationRequest,
     NullProgress,
@@ -107,7 +107,7 @@ def test_same_morph_and_brush_requests_same_frames():
     mask = np.zeros((576, 1024), np.uint8)
     mask[100:200, 100:220] = 255
     for req in (request(seconds=1, end_image=np.roll(IMG, 30, axis=1)),
-                request(seconds=1, dynamic_masks=(DynamicMask(mask, ((150, 150), (600, 300))),))):
+                request(seconds=1, dynamic_masks=(BrushPath(mask, ((150, 150), (600, 300))),))):
         runs = [np.stack(list(engine.generate(req, NullProgress()).frames)) for _ in range(2)]
         assert np.array_equal(*runs)
 

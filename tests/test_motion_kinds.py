@@ -52,7 +52,8 @@ def test_every_new_kind_renders_from_fal_input_to_frames(endpoint_id):
     from kindcheck import picture_png
 
     from stillreel.config import Limits
-    from stillreel.media.inputs import Fetcher, resolve
+    from stillreel.media.fetch import Fetcher
+    from stillreel.media.resolve import resolve
 
     endpoint = ENDPOINTS[endpoint_id]
     fields = endpoint.input_model.model_fields

@@ -76,3 +76,41 @@ def test_audio_gives_an_aac_track_on_the_motion_engine(server):
         audio = container.streams.audio[0]
         assert audio.codec_context.name == "aac"
         assert abs(float(audio.duration * audio.time_base) - 3.0) < 0.03
+
+
+def _png(width: int, height: int) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((height, width), 255, np.uint8)).save(buf, "PNG")
+    return data_uri(buf.getvalue())
+
+
+AFTER_THE_CLAIM = [
+    # An undecodable image behind a URL: fetched and refused by the worker, under v1's own name.
+    ("fal-ai/kling-video/v1/standard/image-to-video",
+     {"tail_image_url": data_uri(b"\x89PNG\r\n\x1a\n not really a png")}, ["body", "tail_image_url"], "image_load_error"),
+    # A mask whose shape does not fit the start image: found only once both are decoded.
+    ("fal-ai/kling-video/v1/standard/image-to-video",
+     {"dynamic_masks": [{"mask_url": _png(100, 300), "trajectories": [{"x": 10, "y": 10}, {"x": 50, "y": 40}]}]},
+     ["body", "dynamic_masks", 0, "mask_url"], "value_error"),
+    # A trajectory point off the image: its bounds need the image's size (endpoints.rules).
+    ("fal-ai/kling-video/v1.5/pro/image-to-video",
+     {"dynamic_masks": [{"mask_url": _png(64, 48), "trajectories": [{"x": 10, "y": 10}, {"x": 900, "y": 40}]}]},
+     ["body", "dynamic_masks", 0, "trajectories", 1], "value_error"),
+]
+
+
+@pytest.mark.parametrize("endpoint,fields,loc,error_type", AFTER_THE_CLAIM,
+                         ids=["undecodable-tail-image", "mask-does-not-fit", "trajectory-off-the-image"])
+def test_a_failure_after_the_claim_reports_fals_loc_through_the_result(server, endpoint, fields, loc, error_type):
+    # Valid at submit (200); the worker finds the fault, and the result answers fal's 422 body,
+    # located by this endpoint's own field names.
+    with server.http() as c:
+        r = c.post(f"/queue/{endpoint}", json={"prompt": "x", "image_url": photo(640, 480), **fields})
+        assert r.status_code == 200, r.text
+        sub = r.json()
+        status = wait(c, sub, timeout=120)
+        assert status["error"] and status["error_type"] == error_type, status
+        result = c.get(sub["response_url"])
+    assert result.status_code == 422, result.text
+    detail = result.json()["detail"]
+    assert detail[0]["loc"] == loc and detail[0]["type"] == error_type, detail

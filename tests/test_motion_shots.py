@@ -7,7 +7,7 @@ import cv2
 import pytest
 from videocheck import cuts, decode, fractal_image, luma_psnr, mean_motion, psnr, render, ssim
 
-from stillreel.engines.base import EngineError, GenerationRequest, NullProgress, Shot
+from stillreel.engines.base import GenerationRequest, Shot
 from stillreel.engines.motion import create
 from stillreel.engines.motion.shots import framing_from_prompt
 
@@ -54,10 +54,15 @@ def test_first_frame_is_the_input_and_later_shots_are_framed(multishot):
 
 
 def test_shot_durations_must_add_up():
-    req = GenerationRequest(IMG, (Shot("a", 2), Shot("b", 2)), 5)
-    with pytest.raises(EngineError) as err:
-        create({}).generate(req, NullProgress())
-    assert err.value.loc == ("shots",) and "add up to 4 s" in err.value.message
+    # fal's rule, checked once at submit (endpoints.rules) for every engine.
+    from stillreel.endpoints.registry import ENDPOINTS, InputError
+
+    with pytest.raises(InputError) as err:
+        ENDPOINTS["fal-ai/kling-video/v3/pro/image-to-video"].plan(
+            {"start_image_url": "https://example.com/a.png", "duration": "5",
+             "multi_prompt": [{"prompt": "a", "duration": "2"}, {"prompt": "b", "duration": "2"}]})
+    item = err.value.detail[0]
+    assert item["loc"] == ["body", "multi_prompt"] and "add up to 4 s" in item["msg"]
 
 
 def test_last_shot_lands_on_the_end_image(tmp_path):

@@ -513,7 +513,7 @@ def test_server_validation_message_appears_next_to_the_field(page, server):
 
 
 def test_error_found_while_running_appears_next_to_its_field(page, server):
-    """StepEngine's "fail" raises EngineError(loc=("body", "prompt")) after the request was queued."""
+    """StepEngine's "fail" raises EngineError(loc=("prompt",)) after the request was queued."""
     page.goto(f"{server.url}/models/{TURBO}")
     page.fill("#field-prompt", "please fail")
     upload_image(page)

@@ -15,6 +15,7 @@ from apihelp import IMAGE, V2
 from stillreel.config import Settings
 from stillreel.endpoints.registry import ENDPOINTS
 from stillreel.engines import EngineSpec
+from stillreel.jobs.messages import Done
 from stillreel.jobs.schema import RUNNING
 from stillreel.jobs.store import JobStore
 from stillreel.jobs.worker import Worker
@@ -133,7 +134,7 @@ def test_a_worker_that_lost_its_lease_stores_nothing(tmp_path):
     enqueue(store)
     job = store.claim(worker.id, 30)
     _lease_taken_over(store, job)
-    worker._finish(job, ("done", {"frames": 3}), _a_rendered_video(worker), [])
+    worker._finish(job, Done({"frames": 3}), _a_rendered_video(worker), [])
     assert stored_files(storage.root) == []
     now = store.get(job.id)
     assert now.status == RUNNING and now.worker_id == "the-new-owner" and now.result is None
@@ -164,7 +165,7 @@ def test_the_upload_of_an_attempt_whose_finish_is_refused_is_deleted(tmp_path):
     enqueue(store)
     job = store.claim("stalled", 30)
     worker = Worker(settings, store, TakenOverWhileUploading(storage, store, job), name="stalled")
-    worker._finish(job, ("done", {"frames": 3}), _a_rendered_video(worker), [])
+    worker._finish(job, Done({"frames": 3}), _a_rendered_video(worker), [])
     assert stored_files(storage.root) == []
     assert store.get(job.id).worker_id == "the-new-owner"
     store.close()

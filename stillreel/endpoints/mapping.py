@@ -5,9 +5,6 @@ Engines and input resolution locate errors by ``GenerationRequest`` attribute na
 ``("reference_images", 1)``, ``("elements", 0, "frontal")``. ``fal_loc`` turns such a loc into
 fal's ``["body", <fal field>, ...]`` for the endpoint at hand (v1's ``tail_image_url``, o3's
 ``end_image_url``, v2.6's ``start_image_url`` …).
-
-For compatibility ``fal_loc`` also accepts a leading ``"body"`` and fal field names (of this or
-another endpoint: ``end_image_url`` on v1 becomes ``tail_image_url``).
 """
 
 from __future__ import annotations
@@ -63,39 +60,20 @@ def fields_of(fal_fields: Iterable[str]) -> dict[str, str]:
 
 
 def fal_loc(loc: Iterable, fields: dict[str, str]) -> list:
-    """A normalized (or legacy fal) loc → fal's ``["body", field, ...]`` for an endpoint whose
-    ``fields`` are ``fields_of(its input's fields)``."""
+    """A normalized loc → fal's ``["body", field, ...]`` for an endpoint whose ``fields`` are
+    ``fields_of(its input's fields)``."""
     parts = list(loc)
-    if parts and parts[0] == "body":
-        parts = parts[1:]
     if not parts:
         return ["body"]
-    head, rest = parts[0], parts[1:]
-    own = set(fields.values())
-    if head in own:  # already this endpoint's fal name
-        name, attr = head, FAL_TO_ATTR.get(head, head)
-    elif head in fields:  # a normalized attribute
-        name, attr = fields[head], head
-    else:  # another endpoint's fal name (end_image_url on v1), or a name nobody maps
-        attr = FAL_TO_ATTR.get(head, head)
-        name = fields.get(attr, head)
-    if attr == "shots" and name == "prompt":
-        rest = []  # one prompt stands for all the shots: no index into it
-    if attr == "prompt" and "prompt" not in own and "shots" in fields:
+    attr, rest = parts[0], parts[1:]
+    name = fields.get(attr, attr)
+    if attr == "shots" and "shots" not in fields and "prompt" in fields:
+        name, rest = fields["prompt"], []  # one prompt stands for all the shots: no index into it
+    if attr == "prompt" and "prompt" not in fields and "shots" in fields:
         name = fields["shots"]
     nested = NESTED.get(attr)
     if nested and len(rest) >= 2 and isinstance(rest[0], int):
         inverse = {v: k for k, v in nested.items()}
-        sub = rest[1]
-        rest = [rest[0], sub if sub in nested else inverse.get(sub, sub), *rest[2:]]
+        rest = [rest[0], inverse.get(rest[1], rest[1]), *rest[2:]]
     return ["body", name, *rest]
 
-
-def attr_name(loc: Iterable) -> str:
-    """A loc as a dotted path for messages: ``dynamic_masks[2].trajectory``."""
-    out = ""
-    for part in loc:
-        if part == "body" and not out:
-            continue
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out

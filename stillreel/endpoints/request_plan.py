@@ -3,7 +3,7 @@
 ``build`` maps an endpoint's validated pydantic input onto a ``Plan`` through the endpoint's field
 mapping (``mapping.fields_of``): attribute names are the ``GenerationRequest``'s (``start_image_url``
 is the URL of ``start_image``, ``reference_image_urls`` of ``reference_images`` …). A plan is
-JSON-serializable (the queue stores it) and ``stillreel.media.inputs.resolve`` turns it into a
+JSON-serializable (the queue stores it) and ``stillreel.media.resolve.resolve`` turns it into a
 ``GenerationRequest`` in the worker.
 """
 

@@ -1,7 +1,9 @@
 """Checks fal applies that its JSON schemas do not publish, each in one place.
 
 Every check raises ``EngineError`` located by the normalized request's attribute names; the
-endpoint translates the loc into its own fal field names (``mapping.fal_loc``).
+endpoint translates the loc into its own fal field names (``mapping.fal_loc``). ``check`` runs at
+submit; ``check_trajectory`` needs the start image's pixel size, so ``media.resolve`` runs it once
+the image is decoded.
 """
 
 from __future__ import annotations
@@ -71,6 +73,18 @@ def _brush(plan: Plan) -> None:
                         f"origin bottom-left), got {len(mask.trajectory)}", "trajectory_length")
 
 
+def check_trajectory(points, size: tuple[int, int], mask_index: int) -> None:
+    """Every point of dynamic mask ``mask_index``'s trajectory lies on the ``size`` (width, height)
+    start image, edges included. Points are Kling's: input-image pixels, origin bottom-left."""
+    width, height = size
+    for j, (x, y) in enumerate(points):
+        if not (0 <= x <= width and 0 <= y <= height):  # NaN and infinities fail too
+            raise _fail(("dynamic_masks", mask_index, "trajectory", j),
+                        f"dynamic_masks[{mask_index}]: trajectory point {j} ({x:g}, {y:g}) is outside the "
+                        f"{width}×{height} start image (points are input-image pixels, origin at the bottom-left)",
+                        "value_error")
+
+
 def _voices(plan: Plan, fields: dict[str, str]) -> None:
     if "voices" not in fields:
         return
@@ -116,3 +130,4 @@ def _images(plan: Plan, fields: dict[str, str]) -> None:
         raise _fail(("reference_images",) if refs else ("elements",),
                     f"at most {MAX_IMAGES_TOTAL} images in total (elements + reference images + start image), "
                     f"got {total}", "too_many_images", total=total, limit=MAX_IMAGES_TOTAL)
+

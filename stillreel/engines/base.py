@@ -64,7 +64,9 @@ class Element:
 
 
 @dataclass(frozen=True)
-class DynamicMask:
+class BrushPath:
+    """One of fal's ``dynamic_masks`` in engine terms: the region that moves, and where it goes."""
+
     mask: Mask
     # Points in input-image pixels, top-left origin (Kling's bottom-left origin is converted
     # when the request is built), in order of travel.
@@ -82,7 +84,7 @@ class GenerationRequest:
     aspect: Aspect | None = None  # None: follow the input image's orientation
     camera: CameraPreset | None = None
     static_mask: Mask | None = None
-    dynamic_masks: tuple[DynamicMask, ...] = ()
+    dynamic_masks: tuple[BrushPath, ...] = ()
     audio: bool = False
     seed: int = 0
     tier: Tier = Tier.STANDARD

@@ -1,6 +1,6 @@
-"""A worker: claims a request, drives the runner child through it, stores the video, finishes.
+"""A worker: claims a request, drives its render child through it, stores the video, finishes.
 
-The worker itself never generates (the runner child does), so it can always heartbeat, notice a
+The worker itself never generates (its child process does), so it can always heartbeat, notice a
 cancel, and kill a generation that does not stop in time. Every write about a job is fenced by
 (worker id, attempt) in the store.
 
@@ -27,7 +27,8 @@ from stillreel.config import Settings
 from stillreel.endpoints.registry import find
 from stillreel.jobs.leftovers import SWEEP_EVERY_S, sweep_partial_outputs
 from stillreel.jobs.outage import Backoff, OutageLog, is_db_outage, is_disk_full, is_transient
-from stillreel.jobs.runner import child_main
+from stillreel.jobs.child import child_main
+from stillreel.jobs.messages import Done, Failed, JobCancelled, Outcome, Progressed, Ready, RenderJob, Requeue, Stop
 from stillreel.jobs.schema import CANCELING, Failure, Job
 from stillreel.jobs.store import JobStore
 
@@ -46,8 +47,8 @@ class Unavailable(Exception):
     transient = True
 
 
-class Runner:
-    """The child process and its pipe; restarted whenever it has to be killed."""
+class ChildProcess:
+    """The render child process (``jobs.child``) and its pipe; restarted whenever it has to be killed."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -57,22 +58,22 @@ class Runner:
 
     def start(self, timeout_s: float = 600.0) -> None:
         parent, child = _spawn.Pipe()
-        self.cancel.clear()  # one Event for the worker's lifetime, handed to each new runner
+        self.cancel.clear()  # one Event for the worker's lifetime, handed to each new child
         self.process = _spawn.Process(
-            target=child_main, args=(child, self.cancel, self.settings), name="stillreel-runner", daemon=True
+            target=child_main, args=(child, self.cancel, self.settings), name="stillreel-child", daemon=True
         )
         self.process.start()
         child.close()
         self.conn = parent
         try:
             if not parent.poll(timeout_s):
-                raise RuntimeError("the runner process did not start")
-            msg = parent.recv()
-            if msg[0] != "ready":
-                raise RuntimeError(f"unexpected message from the runner: {msg!r}")
+                raise RuntimeError("the render child process did not start")
+            message = parent.recv()
+            if not isinstance(message, Ready):
+                raise RuntimeError(f"unexpected message from the render child: {message!r}")
         except BaseException:
-            # Killed, so that the next try starts afresh instead of taking a half-started runner
-            # for a live one (its late "ready" would read as a job's outcome).
+            # Killed, so that the next try starts afresh instead of taking a half-started child
+            # for a live one (its late Ready would read as a job's outcome).
             self.kill()
             raise
 
@@ -94,7 +95,7 @@ class Runner:
     def stop(self) -> None:
         if self.alive():
             try:
-                self.conn.send(("stop",))
+                self.conn.send(Stop())
                 self.process.join(5)
             except (OSError, BrokenPipeError):
                 pass
@@ -120,7 +121,7 @@ class Worker:
         self.wake = wake or threading.Event()
         self.on_change = on_change or (lambda job_id: None)
         self.endpoints = endpoints
-        self.runner = Runner(settings)
+        self.child = ChildProcess(settings)
         self._stop = threading.Event()
         self._last_maintain = 0.0
         self._last_sweep: float | None = None
@@ -155,13 +156,13 @@ class Worker:
                     self._stop.wait(self.backoff.next())
         finally:
             self.phase = "stopped"
-            self.runner.stop()
+            self.child.stop()
 
     def _loop(self) -> None:
-        if not self.runner.alive():
+        if not self.child.alive():
             self.phase = "starting"  # loading weights can take minutes: alive, not stuck
             self.tmp.mkdir(parents=True, exist_ok=True)
-            self.runner.restart()
+            self.child.restart()
             log.info("worker %s ready", self.id)
         self._tick("idle")
         self._sweep()
@@ -264,53 +265,55 @@ class Worker:
         endpoint = find(job.endpoint_id)
         title = endpoint.title if endpoint else job.endpoint_id
         logs: list[tuple[float, str, str]] = [(time.time(), "INFO", f"started on worker {self.id} (attempt {job.attempts}): {title}")]
-        if not self.runner.alive():
-            self.runner.restart()
+        if not self.child.alive():
+            self.child.restart()
         # Named after the attempt, so that the sweep can tell a live attempt's file from a leftover.
         fd, out = tempfile.mkstemp(suffix=".mp4", dir=self.tmp, prefix=f"gen-{job.id}-{job.attempts}-")
         os.close(fd)
         out_path = Path(out)
-        self.runner.cancel.clear()
-        self.runner.conn.send(("job", job.plan, job.engine, str(out_path)))
+        self.child.cancel.clear()
+        self.child.conn.send(RenderJob(job.plan, job.engine, str(out_path)))
         progress = 0.0
         next_beat = 0.0
         # The heartbeat retries sooner than the claim loop: the holder should win the race against
         # the lease's expiry when the database comes back.
         beat_backoff = Backoff(BEAT_S, max(BEAT_S, min(5.0, self.settings.lease_s / 4)))
         cancel_deadline = None
-        outcome = None
+        outcome: Outcome | None = None
         try:
             while outcome is None:
                 self.beat = time.monotonic()
-                ready = self.runner.conn.poll(0.05)
+                ready = self.child.conn.poll(0.05)
                 while ready and outcome is None:
                     try:
-                        msg = self.runner.conn.recv()
+                        message = self.child.conn.recv()
                     except EOFError:
                         break
-                    if msg[0] == "progress":
-                        _, fraction, message, level = msg
-                        if fraction is not None:
-                            progress = max(0.0, min(1.0, fraction))
-                        if message:
-                            logs.append((time.time(), level, message))
-                        ready = self.runner.conn.poll(0)
-                    else:
-                        outcome = msg
+                    match message:
+                        case Progressed(fraction, line, level):
+                            if fraction is not None:
+                                progress = max(0.0, min(1.0, fraction))
+                            if line:
+                                logs.append((time.time(), level, line))
+                            ready = self.child.conn.poll(0)
+                        case Done() | Failed() | JobCancelled() | Requeue():
+                            outcome = message
+                        case _:
+                            raise RuntimeError(f"unexpected message from the render child: {message!r}")
                 if outcome is not None:
                     break
                 if self._stop.is_set():  # shutting down: hand the job to the next worker now
-                    self.runner.kill()
+                    self.child.kill()
                     try:
                         if not self.store.release(job):
                             self.store.finish(job, canceled=True)  # it was being cancelled anyway
                     except Exception:  # the database is away: the lease runs out and it is re-queued
                         log.warning("worker %s: could not hand %s back; its lease will expire", self.id, job.id)
                     return
-                if not self.runner.alive():
-                    code = self.runner.process.exitcode if self.runner.process else None
-                    outcome = ("failed", 500, f"the engine process died (exit code {code})", "runner_disconnected")
-                    self.runner.restart()
+                if not self.child.alive():
+                    code = self.child.process.exitcode if self.child.process else None
+                    outcome = Failed(500, f"the engine process died (exit code {code})", "runner_disconnected")
+                    self.child.restart()
                     break
                 now = time.monotonic()
                 if now >= next_beat:
@@ -333,58 +336,63 @@ class Worker:
                         self.on_change(job.id)
                     if status is None:  # the lease went to someone else, or the job ended
                         log.warning("worker %s lost %s; stopping its generation", self.id, job.id)
-                        self.runner.restart()
+                        self.child.restart()
                         return
                     if status == CANCELING and cancel_deadline is None:
-                        self.runner.cancel.set()
+                        self.child.cancel.set()
                         cancel_deadline = now + self.settings.cancel_grace_s
                         logs.append((time.time(), "INFO", "cancel requested; stopping"))
                 if cancel_deadline is not None and now > cancel_deadline:
                     logs.append((time.time(), "WARN", "the engine did not stop in time; killed it"))
-                    self.runner.restart()
-                    outcome = ("cancelled",)
+                    self.child.restart()
+                    outcome = JobCancelled()
             self._finish(job, outcome, out_path, logs)
         finally:
             out_path.unlink(missing_ok=True)
 
-    def _finish(self, job: Job, outcome: tuple, out_path: Path, logs: list) -> None:
-        kind = outcome[0]
-        if kind == "done":
-            # Fenced before storing: an attempt that lost its lease uploads nothing.
-            if self._retry(lambda: self.store.heartbeat(job, self.settings.lease_s)) is None:
-                log.warning("worker %s lost %s before storing its video; discarded", self.id, job.id)
-                return
-            try:
-                stored = self.storage.put_file(out_path, file_name="output.mp4", content_type="video/mp4", move=True)
-            except Exception as exc:  # a full disk, the storage away: not the request's fault
-                self._requeue(job, "the video could not be stored (no space left, or the storage is "
-                              "unavailable); request re-queued")
-                raise Unavailable("the video could not be stored") from exc
-            self.storage_outage.ok()
-            self.storage_backoff.reset()
-            video = {
-                "url": self.storage.url(stored.key, job.base_url),
-                "content_type": "video/mp4",
-                "file_name": stored.file_name,
-                "file_size": stored.size,
-            }
-            info = outcome[1] or {}
-            logs.append((time.time(), "INFO", f"done: {info.get('frames', '?')} frames, "
-                         f"{info.get('width', '?')}x{info.get('height', '?')} by the {info.get('engine', '?')} engine"))
-            result = {"video": video}
-            if info.get("dropped_defaults"):  # fal clients ignore keys they do not know
-                result["stillreel"] = {"dropped_defaults": list(info["dropped_defaults"])}
-            if not self._retry(lambda: self.store.finish(job, result=result, logs=logs)):
-                self._discard(job, stored.key, video["url"])
-        elif kind == "unavailable":  # the runner ran out of disk: re-queued, not FAILED
-            self._requeue(job, f"{outcome[1]}; request re-queued")
-            raise Unavailable(outcome[1])
-        elif kind == "cancelled":
-            self._retry(lambda: self.store.finish(job, canceled=True, logs=logs + [(time.time(), "INFO", "cancelled")]))
-        else:
-            _, status, detail, error_type = outcome
-            failure = Failure(status, detail, error_type)
-            self._retry(lambda: self.store.finish(job, failure=failure, logs=logs + [(time.time(), "ERROR", failure.message)]))
+    def _finish(self, job: Job, outcome: Outcome, out_path: Path, logs: list) -> None:
+        match outcome:
+            case Done(info):
+                self._store_video(job, info, out_path, logs)
+            case Requeue(reason):  # the child ran out of disk: re-queued, not FAILED
+                self._requeue(job, f"{reason}; request re-queued")
+                raise Unavailable(reason)
+            case JobCancelled():
+                self._retry(lambda: self.store.finish(job, canceled=True, logs=logs + [(time.time(), "INFO", "cancelled")]))
+            case Failed(status, detail, error_type):
+                failure = Failure(status, detail, error_type)
+                self._retry(lambda: self.store.finish(job, failure=failure, logs=logs + [(time.time(), "ERROR", failure.message)]))
+            case _:
+                raise TypeError(f"not an outcome: {outcome!r}")
+
+    def _store_video(self, job: Job, info: dict, out_path: Path, logs: list) -> None:
+        """Upload the MP4 and record the result: fenced, and re-queued when the storage is away."""
+        # Fenced before storing: an attempt that lost its lease uploads nothing.
+        if self._retry(lambda: self.store.heartbeat(job, self.settings.lease_s)) is None:
+            log.warning("worker %s lost %s before storing its video; discarded", self.id, job.id)
+            return
+        try:
+            stored = self.storage.put_file(out_path, file_name="output.mp4", content_type="video/mp4", move=True)
+        except Exception as exc:  # a full disk, the storage away: not the request's fault
+            self._requeue(job, "the video could not be stored (no space left, or the storage is "
+                          "unavailable); request re-queued")
+            raise Unavailable("the video could not be stored") from exc
+        self.storage_outage.ok()
+        self.storage_backoff.reset()
+        video = {
+            "url": self.storage.url(stored.key, job.base_url),
+            "content_type": "video/mp4",
+            "file_name": stored.file_name,
+            "file_size": stored.size,
+        }
+        info = info or {}
+        logs.append((time.time(), "INFO", f"done: {info.get('frames', '?')} frames, "
+                     f"{info.get('width', '?')}x{info.get('height', '?')} by the {info.get('engine', '?')} engine"))
+        result = {"video": video}
+        if info.get("dropped_defaults"):  # fal clients ignore keys they do not know
+            result["stillreel"] = {"dropped_defaults": list(info["dropped_defaults"])}
+        if not self._retry(lambda: self.store.finish(job, result=result, logs=logs)):
+            self._discard(job, stored.key, video["url"])
 
     def _discard(self, job: Job, key: str, url: str) -> None:
         """The fenced finish was refused: another attempt owns the job now (or it ended), so this

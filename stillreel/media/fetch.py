@@ -179,8 +179,9 @@ def _shown(url: str) -> str:
 class Fetcher:
     """Turns an input URL into bytes, or raises ``EngineError`` in fal's terms.
 
-    ``field`` is the fal field name (``"image_url"``) or path (``("dynamic_masks", 0, "mask_url")``);
-    errors carry it as ``loc=("body", *field)``.
+    ``field`` is the normalized request's attribute (``"start_image"``) or path
+    (``("dynamic_masks", 0, "mask")``); errors carry it as their ``loc`` and the endpoint names its
+    own fal field (``mapping.fal_loc``).
     """
 
     def __init__(self, storage: Storage | None, limits: Limits, client: httpx.Client | None = None):

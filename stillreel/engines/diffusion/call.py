@@ -1,6 +1,6 @@
-"""What one pipeline call gets and gives back, shared by the family runners (wan, ltx, ltx2).
+"""What one pipeline call gets and gives back, shared by the family drivers.
 
-A runner module (wan, wan_t2v, vace, ltx, ltx2) offers:
+A driver module (wan, wan_t2v, vace, ltx, ltx2) offers:
 
 - ``load(model, dtype) -> pipeline`` with the real ``from_pretrained``;
 - ``denoisers(pipeline) -> list`` of its transformer(s), for the speed settings;
@@ -33,7 +33,7 @@ class Call:
     frames: int
     fps: int
     steps: int
-    cfg: float  # fal's cfg_scale 0..1; each runner maps it onto its guidance knobs
+    cfg: float  # fal's cfg_scale 0..1; each driver maps it onto its guidance knobs
     seed: int
     references: tuple[PILImage.Image, ...] = ()  # subject/style references, for families that take them
 

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from stillreel.engines.base import Audio, Clip, EngineError, GenerationRequest, Progress
-from stillreel.engines.diffusion import loading, plan, speed
+from stillreel.engines.diffusion import loading, sizing, speed
 from stillreel.engines.diffusion.call import Call, Output
 from stillreel.engines.diffusion.families import Family, resolve
 from stillreel.engines.diffusion.options import DiffusionOptions, parse
@@ -33,10 +33,10 @@ class DiffusionEngine:
 
     def __init__(self, pipe, family: Family, options: DiffusionOptions, speed_settings: dict | None = None):
         self.pipe = pipe
-        self.runner = loading.runner(family)
+        self.driver = loading.driver(family)
         # The loaded VAE and transformer are the authority on the frame quantum and size multiple.
         self.family = replace(
-            family, frame_quantum=self.runner.frame_quantum(pipe), size_multiple=self.runner.size_multiple(pipe)
+            family, frame_quantum=self.driver.frame_quantum(pipe), size_multiple=self.driver.size_multiple(pipe)
         )
         self.options = options
         self.capabilities = self.family.capabilities()
@@ -50,8 +50,7 @@ class DiffusionEngine:
         device = loading.device_for(options)
         dtype = loading.dtype_for(options, device)
         pipe = loading.load(family, options, device, dtype)
-        runner = loading.runner(family)
-        applied = speed.apply(pipe, runner.denoisers(pipe), options, device, dtype, family.steps)
+        applied = speed.apply(pipe, loading.driver(family).denoisers(pipe), options, device, dtype, family.steps)
         settings = {"device": str(device), "dtype": str(dtype).removeprefix("torch."), **applied}
         return cls(pipe, family, options, settings)
 
@@ -64,18 +63,18 @@ class DiffusionEngine:
 
         # From text alone with no aspect ratio: the landscape bucket (the model's own shape).
         shape = request.start_image.shape[1::-1] if request.start_image is not None else family.resolution
-        size = plan.bucket(family.resolution, family.size_multiple, request.aspect, shape)
+        size = sizing.bucket(family.resolution, family.size_multiple, request.aspect, shape)
         # A text-only model cannot continue from a frame: each shot is one call, whatever its length.
         span = family.max_seconds if family.image_to_video else max(request.seconds, family.max_seconds)
-        calls = plan.segments(request.shots, family.fps, family.frame_quantum, span)
-        start = plan.fit(request.start_image, size) if request.start_image is not None else None
-        end = plan.fit(request.end_image, size) if request.end_image is not None else None
+        calls = sizing.segments(request.shots, family.fps, family.frame_quantum, span)
+        start = sizing.fit(request.start_image, size) if request.start_image is not None else None
+        end = sizing.fit(request.end_image, size) if request.end_image is not None else None
         negative = request.negative_prompt if request.negative_prompt is not None else family.negative_prompt
         references = self._references(request)
         progress.log(
             f"{family.name}: {len(request.shots)} shot(s) in {len(calls)} call(s), "
-            f"{plan.total_frames(calls)} frames at {size[0]}x{size[1]}, {family.fps} fps, {family.steps} steps, "
-            f"guidance {plan.guidance_scale(request.guidance, family.guidance):g}"
+            f"{sizing.total_frames(calls)} frames at {size[0]}x{size[1]}, {family.fps} fps, {family.steps} steps, "
+            f"guidance {sizing.guidance_scale(request.guidance, family.guidance):g}"
         )
 
         outputs: list[Output] = []
@@ -91,10 +90,10 @@ class DiffusionEngine:
                     steps=family.steps, cfg=request.guidance, seed=request.seed + index,
                     references=references,  # every call: the subject stays the same across segments
                 )
-                output = self.runner.run(self.pipe, family, call, self._on_step(progress, index, len(calls)))
+                output = self.driver.run(self.pipe, family, call, self._on_step(progress, index, len(calls)))
                 outputs.append(output)
                 # The next call starts where this one ended; a text-only model's next shot starts afresh.
-                image = plan.fit(output.frames[-1], size) if family.image_to_video else None
+                image = sizing.fit(output.frames[-1], size) if family.image_to_video else None
         except Exception as exc:
             if not loading.is_out_of_memory(exc):
                 raise  # Cancelled included: the worker records the job as cancelled
@@ -104,7 +103,7 @@ class DiffusionEngine:
             outputs.clear()
             loading.free_memory()
             raise EngineError(
-                f"the GPU ran out of memory making {plan.total_frames(calls)} frames at {size[0]}x{size[1]} "
+                f"the GPU ran out of memory making {sizing.total_frames(calls)} frames at {size[0]}x{size[1]} "
                 f"with {self.options.model} ({failure}); try a shorter duration, or the offload / vae_tiling "
                 "options on this model",
                 error_type="out_of_memory",
@@ -115,8 +114,11 @@ class DiffusionEngine:
     # -- steps ------------------------------------------------------------------------------
 
     def _refuse_unsupported(self, request: GenerationRequest) -> None:
-        # Capabilities are checked at submit (stillreel.endpoints.features); with or without a start
-        # frame is the one thing a pipeline cannot work around, so it is checked again here.
+        # Capabilities are checked at submit (stillreel.endpoints.features), but from the checkpoint
+        # metadata the API host reads; the checkpoint loaded here is the worker's (another machine's
+        # folder under the same name, or swapped since the request was queued), so submit cannot
+        # guarantee it. Without or with a start frame is the one thing a pipeline cannot work
+        # around (it would fail deep inside diffusers), so it is checked again here.
         if request.start_image is None and not self.family.text_to_video:
             what = "text-to-video (no start image)"
         elif request.start_image is not None and not self.family.image_to_video:
@@ -162,7 +164,7 @@ class DiffusionEngine:
             "family": self.family.name,
             "mode": "image-to-video" if request.start_image is not None else "text-to-video",
             "steps": self.family.steps,
-            "guidance_scale": round(plan.guidance_scale(request.guidance, self.family.guidance), 4),
+            "guidance_scale": round(sizing.guidance_scale(request.guidance, self.family.guidance), 4),
             "calls": len(calls),
             "generate_seconds": round(seconds, 3),
             **self.speed_settings,
@@ -191,9 +193,3 @@ def _frames(parts: list[np.ndarray]) -> Iterator[np.ndarray]:
     for part in parts:
         yield from part
 
-
-def create(options: dict) -> DiffusionEngine:
-    return DiffusionEngine.load(options)
-
-
-__all__ = ["DiffusionEngine", "create"]

@@ -29,7 +29,7 @@ LTX_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
 @dataclass(frozen=True)
 class Family:
     name: str  # one of options.FAMILIES
-    runner: str  # the module that drives the pipeline: "wan", "wan_t2v", "vace", "ltx" or "ltx2"
+    driver: str  # the module that drives the pipeline: "wan", "wan_t2v", "vace", "ltx" or "ltx2"
     fps: int  # native frame rate
     frame_quantum: int  # frame counts are frame_quantum * k + 1 (the VAE's temporal compression)
     size_multiple: int  # width and height are multiples of this (VAE spatial compression × patch)

@@ -14,9 +14,9 @@ from stillreel.engines.diffusion.options import DiffusionOptions, OptionsError
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-def runner(family: Family) -> ModuleType:
-    """The module that drives this family's pipeline (``wan``, ``ltx`` or ``ltx2``)."""
-    return importlib.import_module(f"stillreel.engines.diffusion.{family.runner}")
+def driver(family: Family) -> ModuleType:
+    """The module that drives this family's pipeline (``wan``, ``wan_t2v``, ``vace``, ``ltx`` or ``ltx2``)."""
+    return importlib.import_module(f"stillreel.engines.diffusion.{family.driver}")
 
 
 def device_for(options: DiffusionOptions) -> torch.device:
@@ -42,13 +42,13 @@ def dtype_for(options: DiffusionOptions, device: torch.device) -> torch.dtype:
 
 
 def load(family: Family, options: DiffusionOptions, device: torch.device, dtype: torch.dtype):
-    """``from_pretrained`` through the family's runner, then placed on ``device`` (or offloaded)."""
+    """``from_pretrained`` through the family's driver, then placed on ``device`` (or offloaded)."""
     if options.offload != "none" and device.type != "cuda":
         raise OptionsError(
             f"diffusion engine: offload = {options.offload!r} moves weights between the CPU and a GPU; "
             f"the device here is {device}"
         )
-    pipe = runner(family).load(options.model, dtype)
+    pipe = driver(family).load(options.model, dtype)
     pipe.set_progress_bar_config(disable=True)
     if options.offload == "none":
         pipe.to(device)

@@ -13,7 +13,7 @@ import torch
 
 from stillreel.engines.diffusion.call import Call, Output, StepCallback, generator, video_to_uint8
 from stillreel.engines.diffusion.families import Family
-from stillreel.engines.diffusion.plan import guidance_scale
+from stillreel.engines.diffusion.sizing import guidance_scale
 
 
 def load(model: str, dtype: torch.dtype):

@@ -16,8 +16,8 @@ from stillreel.engines.base import Audio
 from stillreel.engines.diffusion.call import Call, Output, StepCallback, generator, video_to_uint8
 from stillreel.engines.diffusion.families import Family
 # LTX-2 keeps LTX-Video's VAE and patch geometry.
-from stillreel.engines.diffusion.ltx import denoisers, frame_quantum, size_multiple  # noqa: F401 (runner interface)
-from stillreel.engines.diffusion.plan import guidance_scale
+from stillreel.engines.diffusion.ltx import denoisers, frame_quantum, size_multiple  # noqa: F401 (driver interface)
+from stillreel.engines.diffusion.sizing import guidance_scale
 
 VIDEO_GUIDANCE = 3.0
 AUDIO_GUIDANCE = 7.0

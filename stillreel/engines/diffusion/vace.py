@@ -17,9 +17,9 @@ from PIL import Image as PILImage
 
 from stillreel.engines.diffusion.call import Call, Output, StepCallback, generator, video_to_uint8
 from stillreel.engines.diffusion.families import Family
-from stillreel.engines.diffusion.plan import guidance_scale
+from stillreel.engines.diffusion.sizing import guidance_scale
 # The same Wan VAE and patch geometry.
-from stillreel.engines.diffusion.wan_t2v import denoisers, frame_quantum, size_multiple  # noqa: F401 (runner interface)
+from stillreel.engines.diffusion.wan_t2v import denoisers, frame_quantum, size_multiple  # noqa: F401 (driver interface)
 
 GREY = (127, 127, 127)  # an unknown frame in a VACE control video
 KEEP, GENERATE = 0, 255  # mask values

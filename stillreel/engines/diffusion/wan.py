@@ -20,9 +20,9 @@ import torch
 from stillreel.engines.diffusion import wan_t2v
 from stillreel.engines.diffusion.call import Call, Output, StepCallback, generator, video_to_uint8
 from stillreel.engines.diffusion.families import Family
-from stillreel.engines.diffusion.plan import guidance_scale
+from stillreel.engines.diffusion.sizing import guidance_scale
 # The text-to-video pipeline's VAE and patch geometry are the image ones' too.
-from stillreel.engines.diffusion.wan_t2v import denoisers, frame_quantum, size_multiple  # noqa: F401 (runner interface)
+from stillreel.engines.diffusion.wan_t2v import denoisers, frame_quantum, size_multiple  # noqa: F401 (driver interface)
 
 
 def load(model: str, dtype: torch.dtype):

@@ -17,7 +17,7 @@ import torch
 
 from stillreel.engines.diffusion.call import Call, Output, StepCallback, generator, video_to_uint8
 from stillreel.engines.diffusion.families import Family
-from stillreel.engines.diffusion.plan import guidance_scale
+from stillreel.engines.diffusion.sizing import guidance_scale
 
 _TEXT_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

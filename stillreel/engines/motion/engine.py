@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from stillreel.engines.base import Capabilities, Clip, EngineError, GenerationRequest, Progress
-from stillreel.engines.motion.plan import ENGINE, RenderPlan, build_plan
+from stillreel.engines.motion.render_plan import ENGINE, RenderPlan, build_plan
 
 CAPABILITIES = Capabilities(
     end_frame=True,

@@ -18,10 +18,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stillreel.config import Limits
 from stillreel.endpoints.request_plan import Plan
+from stillreel.endpoints.rules import check_trajectory
 from stillreel.engines.base import (
     Aspect,
+    BrushPath,
     CameraPreset,
-    DynamicMask,
     Element,
     EngineError,
     GenerationRequest,
@@ -35,7 +36,7 @@ from stillreel.media.fetch import Fetcher, field_loc, field_name
 
 ASPECT_TOLERANCE = 0.02  # a mask may differ from the start image's aspect ratio by this much
 
-__all__ = ["Fetcher", "decode_image", "decode_mask", "resolve", "trajectory_to_top_left"]
+__all__ = ["decode_image", "decode_mask", "resolve", "trajectory_to_top_left"]
 
 _LOAD_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -146,21 +147,11 @@ def decode_mask(data: bytes, field: str | Sequence, size: tuple[int, int], limit
 def trajectory_to_top_left(
     points: Sequence[tuple[float, float]], size: tuple[int, int], mask_index: int = 0
 ) -> tuple[tuple[float, float], ...]:
-    """Kling's points (input-image pixels, origin bottom-left) → top-left origin. Points must lie
-    inside the image, edges included; the error names the mask and point."""
-    width, height = size
-    converted = []
-    for j, (x, y) in enumerate(points):
-        if not (0 <= x <= width and 0 <= y <= height):
-            field = ("dynamic_masks", mask_index, "trajectory", j)
-            raise EngineError(
-                f"dynamic_masks[{mask_index}]: trajectory point {j} ({x:g}, {y:g}) is outside the "
-                f"{width}×{height} start image (points are input-image pixels, origin at the bottom-left)",
-                "value_error",
-                field_loc(field),
-            )
-        converted.append((float(x), float(height - y)))
-    return tuple(converted)
+    """Kling's points (input-image pixels, origin bottom-left) → top-left origin, once
+    ``rules.check_trajectory`` found them all on the image."""
+    check_trajectory(points, size, mask_index)
+    height = size[1]
+    return tuple((float(x), float(height - y)) for x, y in points)
 
 
 def _enum(kind, value, field: str):
@@ -205,7 +196,7 @@ def resolve(plan: Plan, fetcher: Fetcher) -> GenerationRequest:
             # Check the cheap part first: a bad trajectory fails before any download.
             trajectory = trajectory_to_top_left(planned.trajectory, size, i)
             mask = decode_mask(fetcher.fetch(planned.mask_url, field), field, size, limits)
-            dynamic.append(DynamicMask(mask=mask, trajectory=trajectory))
+            dynamic.append(BrushPath(mask=mask, trajectory=trajectory))
 
     return GenerationRequest(
         start_image=start,

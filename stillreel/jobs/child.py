@@ -1,15 +1,8 @@
-"""The generation child process: loads engines once, renders one job at a time.
+"""The render child process: loads engines once, renders one job at a time.
 
 It is a separate process so that the worker can kill a generation that ignores a cancel, hangs, or
-crashes (a segfault, CUDA gone bad) without dying itself, then start a fresh runner. Messages on the
-pipe, child → parent:
-
-    ("ready",)                                   engines loaded
-    ("progress", fraction, message | None, level) a progress figure, maybe with a log line
-    ("done", info)                               the MP4 is at the path the parent asked for
-    ("failed", status, detail, error_type)       the request failed (fal's status, body and type)
-    ("cancelled",)                               stopped at the engine's next step
-    ("unavailable", reason)                      not the request's fault (the disk is full): re-queue it
+crashes (a segfault, CUDA gone bad) without dying itself, then start a fresh child. What goes over
+the pipe is in ``jobs.messages``.
 """
 
 from __future__ import annotations
@@ -25,10 +18,11 @@ from stillreel.config import Settings
 from stillreel.endpoints.registry import Plan, find
 from stillreel.engines import EngineSpec, create
 from stillreel.engines.base import Cancelled, Engine, EngineError, Progress
+from stillreel.jobs.messages import Done, Failed, JobCancelled, Progressed, Ready, RenderJob, Requeue, Stop
 from stillreel.jobs.outage import is_disk_full
 
-log = logging.getLogger("stillreel.runner")
-RUNNER_NICENESS = 5
+log = logging.getLogger("stillreel.child")
+CHILD_NICENESS = 5
 
 
 def render(plan: Plan, engine: Engine, fetcher, out_path: Path, progress: Progress) -> dict:
@@ -36,12 +30,11 @@ def render(plan: Plan, engine: Engine, fetcher, out_path: Path, progress: Progre
 
     The one render: the worker's child and ``stillreel run`` both call it."""
     from stillreel.media.encode import encode
-    from stillreel.media.inputs import resolve
+    from stillreel.media.resolve import resolve
 
     progress.report(0.0, "fetching inputs")
-    endpoint = find(plan.endpoint_id)
     # Under the caller's own field names (generate_audio, not the normalized audio).
-    dropped = [endpoint.fal_loc((attr,))[-1] if endpoint else attr for attr in plan.dropped]
+    dropped = [find(plan.endpoint_id).fal_loc((attr,))[-1] for attr in plan.dropped]
     for name in dropped:
         progress.log(f"{name}: the endpoint's default asks for it but the {engine.name} engine cannot "
                      "honour it; generating without it", "WARN")
@@ -55,13 +48,10 @@ def render(plan: Plan, engine: Engine, fetcher, out_path: Path, progress: Progre
 
 
 def failure_detail(exc: EngineError, plan: Plan) -> list[dict] | str:
-    """fal's ``detail`` for an engine error, under the plan's endpoint's own field names."""
-    endpoint = find(plan.endpoint_id)
-    if endpoint is not None:
-        return endpoint.detail(exc)
-    from stillreel.endpoints.mapping import fal_loc
-    return exc.message if exc.status >= 500 else [
-        {"loc": fal_loc(exc.loc, {}), "msg": exc.message, "type": exc.error_type}]
+    """fal's ``detail`` for an engine error, under the plan's endpoint's own field names.
+
+    Every queued plan was made by ``Endpoint.plan``, which names a registered endpoint."""
+    return find(plan.endpoint_id).detail(exc)
 
 
 class _PipeProgress:
@@ -85,24 +75,24 @@ class _PipeProgress:
         now = time.monotonic()
         if message is not None or now - self._last >= 0.1 or fraction >= 1.0:
             self._last = now
-            self.conn.send(("progress", float(fraction), message, "INFO"))
+            self.conn.send(Progressed(float(fraction), message))
 
     def log(self, message: str, level: str = "INFO") -> None:
-        self.conn.send(("progress", None, message, level))
+        self.conn.send(Progressed(None, message, level))
 
 
 def child_main(conn, cancel_event, settings: Settings) -> None:
-    from stillreel.media.inputs import Fetcher
+    from stillreel.media.fetch import Fetcher
     from stillreel.storage import open_storage
 
     # Ctrl-C and SIGTERM reach the whole process group; the worker decides when this process ends
-    # (it re-queues the job first), so the runner must not die with them.
+    # (it re-queues the job first), so the child must not die with them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Generation is batch work: it still gets every idle cycle, but status polls, submits and
     # uploads in the API process answer first when the CPU is saturated.
-    os.nice(RUNNER_NICENESS)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s")
+    os.nice(CHILD_NICENESS)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s child %(levelname)s %(message)s")
     storage = open_storage(settings)
     fetcher = Fetcher(storage, settings.limits)
     engines: dict[str, Engine] = {}
@@ -120,37 +110,38 @@ def child_main(conn, cancel_event, settings: Settings) -> None:
         except Exception as exc:  # reported on each job that needs it
             load_errors[repr(spec.to_json())] = f"{type(exc).__name__}: {exc}"
             log.exception("could not load engine %s", spec.name)
-    conn.send(("ready",))
+    conn.send(Ready())
 
     while True:
         try:
-            msg = conn.recv()
+            job = conn.recv()
         except EOFError:
             return
-        if msg[0] == "stop":
+        if isinstance(job, Stop):
             return
-        _, plan_json, spec_json, out_path = msg
+        if not isinstance(job, RenderJob):
+            raise TypeError(f"not a message for the render child: {job!r}")
         progress = _PipeProgress(conn, cancel_event)
-        plan = Plan.from_json(plan_json)
+        plan = Plan.from_json(job.plan)
         try:
-            spec = EngineSpec.from_json(spec_json)
+            spec = EngineSpec.from_json(job.engine)
             key = repr(spec.to_json())
             if key in load_errors and key not in engines:
                 raise EngineError(f"the {spec.name} engine could not be loaded: {load_errors[key]}",
                                   "engine_unavailable", status=503)
-            info = render(plan, engine_for(spec), fetcher, Path(out_path), progress)
-            conn.send(("done", info))
+            info = render(plan, engine_for(spec), fetcher, Path(job.out_path), progress)
+            conn.send(Done(info))
         except Cancelled:
-            conn.send(("cancelled",))
+            conn.send(JobCancelled())
         except EngineError as exc:
-            conn.send(("failed", exc.status, failure_detail(exc, plan), exc.error_type))
+            conn.send(Failed(exc.status, failure_detail(exc, plan), exc.error_type))
         except Exception as exc:
             if is_disk_full(exc):  # transient, and the message would name a server path
                 log.warning("no space left for the video: %s", exc)
-                conn.send(("unavailable", "no space left on the worker's disk"))
+                conn.send(Requeue("no space left on the worker's disk"))
                 continue
             log.error("generation failed:\n%s", traceback.format_exc())
             # An OSError's text names the file (a server path, which callers must not see): its
             # strerror says what went wrong without it. The full text is in the log above.
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            conn.send(("failed", 500, f"generation failed: {type(exc).__name__}: {reason}", "internal_server_error"))
+            conn.send(Failed(500, f"generation failed: {type(exc).__name__}: {reason}", "internal_server_error"))

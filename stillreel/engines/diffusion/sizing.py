@@ -71,8 +71,8 @@ def segments(shots: tuple[Shot, ...], fps: int, quantum: int, max_seconds: int) 
     return out
 
 
-def total_frames(plan: list[Segment]) -> int:
-    return plan[0].frames + sum(s.frames - 1 for s in plan[1:])
+def total_frames(calls: list[Segment]) -> int:
+    return calls[0].frames + sum(s.frames - 1 for s in calls[1:])
 
 
 def guidance_scale(cfg: float, recommended: float) -> float:
