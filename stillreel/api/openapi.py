@@ -122,14 +122,14 @@ def endpoint_openapi(endpoint_id: str, request: Request):
 
 
 def _describe(request: Request, endpoint: Endpoint) -> dict:
-    spec = request.app.state.settings.engine_for(endpoint.id)
+    spec = deps.settings(request).engine_for(endpoint.id)
     return {"name": spec.name, "model": spec.options.get("model"),
-            "capabilities": asdict(request.app.state.capabilities[endpoint.id])}
+            "capabilities": asdict(deps.services(request).capabilities[endpoint.id])}
 
 
 @router.get("/api/config")
 def config(request: Request):
-    return {"auth": request.app.state.settings.auth, "version": __version__,
+    return {"auth": deps.settings(request).auth, "version": __version__,
             "engines": {e.id: _describe(request, e) for e in ENDPOINTS.values()}}
 
 
@@ -168,7 +168,7 @@ async def recent_requests(request: Request, limit: int = 20, who: deps.Caller = 
     """The caller's recent requests, as summaries. Read and rendered in the thread pool: rows
     stored before inputs were bounded can hold megabytes, which rendered on the event loop
     stalled every other caller for seconds."""
-    store = request.app.state.store
+    store = deps.services(request).store
     return await run_in_threadpool(_history, store, who.key_id, max(1, min(limit, 200)))
 
 

@@ -303,7 +303,7 @@ class Worker:
                     self.runner.kill()
                     try:
                         if not self.store.release(job):
-                            self.store.finish(job, canceled=True)  # it was being cancelled anyway
+                            self.store.finish(job, cancelled=True)  # it was being cancelled anyway
                     except Exception:  # the database is away: the lease runs out and it is re-queued
                         log.warning("worker %s: could not hand %s back; its lease will expire", self.id, job.id)
                     return
@@ -380,7 +380,7 @@ class Worker:
             self._requeue(job, f"{outcome[1]}; request re-queued")
             raise Unavailable(outcome[1])
         elif kind == "cancelled":
-            self._retry(lambda: self.store.finish(job, canceled=True, logs=logs + [(time.time(), "INFO", "cancelled")]))
+            self._retry(lambda: self.store.finish(job, cancelled=True, logs=logs + [(time.time(), "INFO", "cancelled")]))
         else:
             _, status, detail, error_type = outcome
             failure = Failure(status, detail, error_type)
