@@ -20,7 +20,9 @@ No stillreel imports here: every layer (engines, endpoints, jobs, api, the CLI) 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 # fal's error_type of a request ended by a cancel (also the client's RequestCancelled marker).
 CANCELLED_ERROR_TYPE = "request_cancelled"
@@ -161,9 +163,31 @@ class Failure:
         """The webhook's ``payload``: fal sends the bare ``{"detail": …}``."""
         return {"detail": self.detail}
 
+    def describe(self) -> str:
+        """One line for people, with each item's location (the CLI): ``body.image_url: …``."""
+        return describe_detail(self.detail)
+
     @property
     def message(self) -> str:
-        """One line for people: the status's ``error`` field, worker logs, the CLI."""
+        """One line for people, messages only: the status's ``error`` field, worker logs."""
         if isinstance(self.detail, list) and self.detail:
             return "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in self.detail)
         return str(self.detail)
+
+
+def describe_detail(detail: Any) -> str:
+    """fal's detail as one human line: ``body.image_url: field required; ...`` (also any detail a
+    server answered with: the client reads it from responses)."""
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = ".".join(str(p) for p in item.get("loc") or ())
+                msg = item.get("msg", "")
+                parts.append(f"{loc}: {msg}" if loc else str(msg))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts) or "error"
+    if isinstance(detail, dict):
+        return json.dumps(detail)
+    return str(detail) if detail is not None else "error"
