@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import json
 import time
-
 from typing import TYPE_CHECKING
 
 from fastapi import HTTPException
