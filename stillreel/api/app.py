@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -99,7 +99,7 @@ def create_app(settings: Settings, *, run_services: bool = True, services: Servi
         return await queue.request_cancel(path, request, await deps.caller(request))
 
     @app.post("/{endpoint_id:path}")
-    async def run(endpoint_id: str, request: Request, who: deps.Caller = Depends(deps.caller)):
+    async def run(endpoint_id: str, request: Request, who: deps.CallerDep):
         if endpoint_id.endswith("/stream"):
             raise HTTPException(404, "streaming runs are not offered by the Kling image-to-video endpoints")
         return await queue.run_sync(endpoint_id, request, who)

@@ -7,7 +7,7 @@ import math
 import re
 from dataclasses import asdict
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -164,12 +164,11 @@ def endpoints(request: Request):
 
 
 @router.get("/api/requests")
-async def recent_requests(request: Request, limit: int = 20, who: deps.Caller = Depends(deps.caller)):
+async def recent_requests(who: deps.CallerDep, services: deps.ServicesDep, limit: int = 20):
     """The caller's recent requests, as summaries. Read and rendered in the thread pool: rows
     stored before inputs were bounded can hold megabytes, which rendered on the event loop
     stalled every other caller for seconds."""
-    store = deps.services(request).store
-    return await run_in_threadpool(_history, store, who.key_id, max(1, min(limit, 200)))
+    return await run_in_threadpool(_history, services.store, who.key_id, max(1, min(limit, 200)))
 
 
 def _history(store, key_id: str | None, limit: int) -> JSONResponse:
