@@ -243,3 +243,12 @@ def test_the_services_dependency(services):
         assert c.get("/probe").json() == {"auth": False}
         c.get("/probe")
     assert seen == [services, services]
+
+
+def test_a_row_without_error_type_answers_as_before():
+    """Rows written without an error type (older versions) answer with no error_type at all."""
+    class Row:
+        error, error_type, error_status = {"detail": "failed"}, None, None
+
+    failure = Failure.from_row(Row)
+    assert (failure.status, failure.body(), failure.headers()) == (500, {"detail": "failed"}, {})
