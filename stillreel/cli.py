@@ -151,7 +151,7 @@ def serve(
     except Exception as exc:
         console.print(f"[red]cannot start: {exc}")
         raise typer.Exit(1) from None
-    keys = app_.state.keys
+    keys = app_.state.services.keys
     if settings.auth and keys.count_active() == 0:
         key = keys.create("first key")
         console.print("[bold]A new API key was created for this data folder. It is shown once; keep it:")
@@ -210,7 +210,7 @@ def twin(
     settings = _settings(folder, None, None, engine, None, None, engine_option, auth=auth, workers=workers,
                          limits=Limits(allow_private_urls=True), retention_s=_retention_s(retention))
     app_ = create_app(settings)
-    key = app_.state.keys.create("twin") if auth else None
+    key = app_.state.services.keys.create("twin") if auth else None
     faulty = FaultMiddleware(app_, fault_spec, route_name)
     server = EmbeddedServer(faulty)
     server.start()

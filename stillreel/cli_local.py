@@ -13,12 +13,6 @@ from pathlib import Path
 from stillreel.cli_output import Exit, LocalProgress, ProgressView, err, fail
 
 
-def _detail_line(detail: list[dict]) -> str:
-    from stillreel.client.errors import describe_detail
-
-    return describe_detail(detail)
-
-
 def render(endpoint_id: str, data: dict, output: Path, *, engine: str, model: str | None, quiet: bool,
            as_json: bool) -> None:
     from stillreel import engines
@@ -34,7 +28,7 @@ def render(endpoint_id: str, data: dict, output: Path, *, engine: str, model: st
     try:
         plan = endpoint.plan(data)
     except InputError as exc:
-        raise fail(Exit.INVALID_INPUT, _detail_line(exc.detail)) from None
+        raise fail(Exit.INVALID_INPUT, exc.failure().describe()) from None
 
     spec = engines.EngineSpec(engine, {"model": model} if model else {})
     try:
@@ -44,7 +38,7 @@ def render(endpoint_id: str, data: dict, output: Path, *, engine: str, model: st
     try:
         plan = endpoint.admit(plan, caps, f"{engine} engine")
     except InputError as exc:
-        raise fail(Exit.INVALID_INPUT, _detail_line(exc.detail)) from None
+        raise fail(Exit.INVALID_INPUT, exc.failure().describe()) from None
 
     try:
         with ProgressView(not quiet) as view:
@@ -57,10 +51,9 @@ def render(endpoint_id: str, data: dict, output: Path, *, engine: str, model: st
     except KeyboardInterrupt:
         raise fail(Exit.INTERRUPTED, "interrupted; nothing was saved") from None
     except EngineError as exc:
-        code = Exit.INVALID_INPUT if exc.status == 422 else Exit.FAILED
-        detail = endpoint.detail(exc)
-        line = _detail_line(detail) if isinstance(detail, list) else detail
-        raise fail(code, f"{line} [{exc.error_type}]") from None
+        failure = exc.failure(endpoint.detail(exc))  # located under this endpoint's fal fields
+        code = Exit.INVALID_INPUT if failure.status == 422 else Exit.FAILED
+        raise fail(code, f"{failure.describe()} [{failure.error_type}]") from None
     except Cancelled:
         raise fail(Exit.CANCELLED, "the engine stopped: cancelled") from None
 

@@ -33,7 +33,7 @@ class Twin:
         self._temp = tempfile.TemporaryDirectory(prefix="stillreel-pytest-")
         app = create_app(Settings(data_dir=Path(self._temp.name), auth=auth, workers=1))
         # Never None: a real FAL_KEY from the environment must not be sent to the twin either.
-        self.key = app.state.keys.create("pytest") if auth else NO_AUTH_PLACEHOLDER_KEY
+        self.key = app.state.services.keys.create("pytest") if auth else NO_AUTH_PLACEHOLDER_KEY
         self.middleware = FaultMiddleware(app, FaultSpec.parse(faults), route_name)
         self.server = EmbeddedServer(self.middleware)
         self.server.start()

@@ -16,9 +16,8 @@ from fastapi import FastAPI
 from PIL import Image
 
 from stillreel.api import storage as storage_api
+from stillreel.api.services import Services
 from stillreel.config import Limits, Settings
-from stillreel.jobs.keys import Keys
-from stillreel.jobs.store import JobStore
 from stillreel.storage import Storage
 
 
@@ -30,7 +29,7 @@ class Served:
 
     @property
     def storage(self) -> Storage:
-        return self.app.state.storage
+        return self.app.state.services.storage
 
     @property
     def auth(self) -> dict[str, str]:
@@ -39,17 +38,14 @@ class Served:
 
 def build_app(data_dir: Path, storage: Storage, *, auth: bool = True, limits: Limits | None = None,
               public_url: str | None = None) -> tuple[FastAPI, str | None]:
-    """The app as the lead's ``api/app.py`` wires it: state.settings/storage/store/keys + router."""
-    settings = Settings(data_dir=data_dir, auth=auth, limits=limits or Limits(), public_url=public_url)
+    """The storage router on its own, with the app's own wiring: one ``Services`` (built as
+    ``create_app`` builds it, on ``storage``; no workers), kept as ``app.state.services``."""
+    settings = Settings(data_dir=data_dir, auth=auth, limits=limits or Limits(), public_url=public_url, workers=0)
+    services = Services(settings, storage=storage)
     app = FastAPI()
     app.include_router(storage_api.router)
-    store = JobStore(f"sqlite:///{data_dir / 'stillreel.db'}")
-    keys = Keys(store)
-    app.state.settings = settings
-    app.state.storage = storage
-    app.state.store = store
-    app.state.keys = keys
-    return app, (keys.create("tests") if auth else None)
+    app.state.services = services
+    return app, (services.keys.create("tests") if auth else None)
 
 
 @contextmanager
@@ -70,7 +66,7 @@ def serve(app: FastAPI, key: str | None = None):
     finally:
         server.should_exit = True
         thread.join(10)
-        app.state.store.close()
+        app.state.services.store.close()
 
 
 def picture(width: int = 64, height: int = 48, fmt: str = "PNG", mode: str = "RGB", **save) -> bytes:

@@ -101,7 +101,7 @@ def test_cancel_in_every_state(store):
     assert job.id == running.id
     assert store.cancel(running.id) == "CANCELLATION_REQUESTED"
     assert store.heartbeat(job, 30) == CANCELING
-    assert store.finish(job, canceled=True)
+    assert store.finish(job, cancelled=True)
     assert store.get(running.id).status == CANCELED
     assert store.cancel(running.id) == "ALREADY_COMPLETED"
     assert store.cancel("00000000-0000-0000-0000-000000000000") == "NOT_FOUND"

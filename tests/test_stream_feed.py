@@ -36,7 +36,7 @@ class InProcessServer:
                                                     **options))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.statements = 0
-        event.listen(self.app.state.store.engine, "before_cursor_execute", self._count)
+        event.listen(self.app.state.services.store.db, "before_cursor_execute", self._count)
 
     def _count(self, *args):
         self.statements += 1
@@ -111,7 +111,7 @@ def test_two_hundred_streams_share_one_poller(tmp_path, database_url):
             assert latencies[len(latencies) // 2] < 0.25, latencies
             # A change made elsewhere (another process's worker or API: nothing notifies this one)
             # still reaches every stream, through the feed's poll.
-            other_store = JobStore(srv.app.state.store.url)
+            other_store = JobStore(srv.app.state.services.store.url)
             try:
                 assert other_store.cancel(sub["request_id"]) == "CANCELLATION_REQUESTED"
             finally:
@@ -202,7 +202,7 @@ def test_rendered_answers_cache_is_bounded_by_bytes(tmp_path, database_url):
     for a status with 400 kB of logs were 48 MB kept (the bound was 20,000 entries)."""
     settings = _settings(tmp_path, database_url)
     with InProcessServer(settings) as srv, httpx.Client(base_url=srv.url, timeout=30) as client:
-        store = srv.app.state.store
+        store = srv.app.state.services.store
         sub = client.post(f"/queue/{V2}", json={"prompt": "p", "image_url": IMAGE}).json()
         job = store.claim("test-worker", 30)
         assert job.id == sub["request_id"]

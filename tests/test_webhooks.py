@@ -177,7 +177,7 @@ def test_submit_refuses_malformed_and_private_webhook_urls(api):
                     "https://hooks.example.com/fal", ""]:
             r = client.post(f"/queue/{V2}", params={"fal_webhook": url}, json={"prompt": "p", "image_url": IMAGE})
             assert r.status_code == 200, (url, r.text)
-            job = client.app.state.store.get(r.json()["request_id"])
+            job = client.app.state.services.store.get(r.json()["request_id"])
             assert job.webhook_url == (url or None)
 
 

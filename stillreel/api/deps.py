@@ -1,7 +1,7 @@
-"""What every router shares: the app's services and the caller's identity.
+"""What every router shares: the app's ``Services`` and the caller's identity.
 
-The app keeps its services on ``app.state``: ``settings`` (``stillreel.config.Settings``),
-``store`` (``stillreel.jobs.store.JobStore``), ``storage`` (``stillreel.storage.Storage``).
+The app keeps one ``Services`` (``stillreel.api.services``) as ``app.state.services``; routes take
+it as a dependency (``ServicesDep``), and helpers that receive the request call ``services(request)``.
 """
 
 from __future__ import annotations
@@ -9,11 +9,13 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from stillreel.api import tokens
+from stillreel.api.services import Services
 from stillreel.config import Settings
 
 
@@ -25,8 +27,13 @@ class Caller:
     key_id: str | None  # None when auth is off
 
 
+def services(request: Request) -> Services:
+    """FastAPI dependency: the app's one ``Services``, built by ``create_app``."""
+    return request.app.state.services
+
+
 def settings(request: Request) -> Settings:
-    return request.app.state.settings
+    return services(request).settings
 
 
 def base_url(request: Request) -> str:
@@ -37,7 +44,7 @@ def base_url(request: Request) -> str:
     ``-Host`` count only from a peer in ``--forwarded-allow-ips``: believed from anyone, they let a
     caller make the server hand out URLs (webhook bodies, file URLs) pointing at a host of theirs.
     """
-    settings = request.app.state.settings
+    settings = services(request).settings
     if settings.public_url:
         return settings.public_url.rstrip("/")
     headers = request.headers
@@ -84,12 +91,13 @@ async def caller(request: Request) -> Caller:
     found = getattr(request.state, "caller", None)
     if found is not None:
         return found
-    if not request.app.state.settings.auth:
+    app_services = services(request)
+    if not app_services.settings.auth:
         return Caller(None)
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
     credentials = credentials.strip()
-    keys = request.app.state.keys
+    keys = app_services.keys
     key_id = None
     if scheme.lower() == "key" and credentials:
         key_id = keys.cached(credentials)
@@ -103,7 +111,7 @@ async def caller(request: Request) -> Caller:
     elif not header and "fal_jwt_token" in request.query_params and tokens.accepts_token(request.url.path):
         # fal's temporary token (POST /tokens/): what a browser streaming status with
         # connectionMode "client" sends instead of a key. Raises 401/403 itself.
-        key_id = await tokens.caller_from_token(request, request.query_params["fal_jwt_token"])
+        key_id = await tokens.caller_from_token(app_services, request.url.path, request.query_params["fal_jwt_token"])
     if key_id is None:
         raise HTTPException(
             status_code=401,
@@ -114,3 +122,7 @@ async def caller(request: Request) -> Caller:
         )
     request.state.caller = Caller(key_id)
     return request.state.caller
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+CallerDep = Annotated[Caller, Depends(caller)]

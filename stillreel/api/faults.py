@@ -195,6 +195,6 @@ def injected_failure(plan: dict):
     marked = plan.get(PLAN_KEY)
     if not marked:
         return None
-    from stillreel.jobs.schema import Failure
+    from stillreel.errors import Failure
 
     return Failure(int(marked["status"]), str(marked["detail"]), str(marked["error_type"]))

@@ -1,7 +1,7 @@
 """Checks on a submitted body that keep bad input a 422 (never a 500) and stored inputs small.
 
 Each raises ``BadInput`` (fal's 422 ``detail`` list). They run in the thread pool, never on the
-event loop (``inputs.prepare``):
+event loop (``request_body.prepare``):
 
 - ``parse``: at most ``MAX_VALUES`` JSON values, with no ``NaN``/``Infinity`` (PostgreSQL's JSON refuses them: a 500 at insert;
   SQLite stored them and the history route broke) and no overflowing numbers (``1e999``);
@@ -21,6 +21,8 @@ import re
 
 import httpx
 
+from stillreel.errors import InputError
+
 MAX_VALUES = 100_000  # commas, objects and arrays in a body (a Kling input has a few dozen)
 MAX_DEPTH = 32  # fal's Kling inputs nest 4 deep (elements → reference_image_urls → item)
 MAX_PROMPT_CHARS = 2500  # fal's Kling: "keep the prompt under 2500 characters" (kling-catalogue.md)
@@ -31,10 +33,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _ECHO_CHARS = 200  # longest ``input`` echoed back in a 422 item
 
 
-class BadInput(Exception):
-    def __init__(self, detail: list[dict]):
-        super().__init__(detail[0]["msg"] if detail else "invalid input")
-        self.detail = detail
+class BadInput(InputError):
+    """A body refused before its endpoint's schema ran (fal's 422 ``detail`` list)."""
 
 
 def _bad(loc, msg: str, type: str, **ctx) -> BadInput:

@@ -7,7 +7,7 @@ import math
 import re
 from dataclasses import asdict
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -122,14 +122,14 @@ def endpoint_openapi(endpoint_id: str, request: Request):
 
 
 def _describe(request: Request, endpoint: Endpoint) -> dict:
-    spec = request.app.state.settings.engine_for(endpoint.id)
+    spec = deps.settings(request).engine_for(endpoint.id)
     return {"name": spec.name, "model": spec.options.get("model"),
-            "capabilities": asdict(request.app.state.capabilities[endpoint.id])}
+            "capabilities": asdict(deps.services(request).capabilities[endpoint.id])}
 
 
 @router.get("/api/config")
 def config(request: Request):
-    return {"auth": request.app.state.settings.auth, "version": __version__,
+    return {"auth": deps.settings(request).auth, "version": __version__,
             "engines": {e.id: _describe(request, e) for e in ENDPOINTS.values()}}
 
 
@@ -164,12 +164,11 @@ def endpoints(request: Request):
 
 
 @router.get("/api/requests")
-async def recent_requests(request: Request, limit: int = 20, who: deps.Caller = Depends(deps.caller)):
+async def recent_requests(who: deps.CallerDep, services: deps.ServicesDep, limit: int = 20):
     """The caller's recent requests, as summaries. Read and rendered in the thread pool: rows
     stored before inputs were bounded can hold megabytes, which rendered on the event loop
     stalled every other caller for seconds."""
-    store = request.app.state.store
-    return await run_in_threadpool(_history, store, who.key_id, max(1, min(limit, 200)))
+    return await run_in_threadpool(_history, services.store, who.key_id, max(1, min(limit, 200)))
 
 
 def _history(store, key_id: str | None, limit: int) -> JSONResponse:

@@ -11,13 +11,14 @@ import datetime as dt
 import json
 import time
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from stillreel.api import deps, faults
-from stillreel.api.inputs import plan_request, validation_error
+from stillreel.api.request_body import plan_request
 from stillreel.endpoints.registry import find
+from stillreel.errors import InputError
 from stillreel.jobs.changes import StreamFeed, TooManyStreams
 from stillreel.jobs.schema import CANCELED, PRIORITIES, QUEUED, SUCCEEDED, Failure, Job, QueueFull
 from stillreel.jobs.webhook_url import WebhookURLError, check_webhook_url
@@ -42,9 +43,8 @@ def _log_items(rows: list[dict]) -> list[dict]:
 
 
 def error_message(job: Job) -> str | None:
-    if job.error is None:
-        return None
-    return Failure.stored(job.error, job.error_type, job.error_status).message
+    failure = Failure.from_row(job)
+    return failure.message if failure else None
 
 
 def status_body(job: Job, base: str, position: int | None, logs: list[dict] | None) -> dict:
@@ -88,13 +88,13 @@ async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync
     endpoint = find(endpoint_id)
     if endpoint is None:
         raise HTTPException(404, f"Unknown endpoint: {endpoint_id.strip('/')}")
-    app = request.app
+    services = deps.services(request)
     webhook = None if sync else request.query_params.get("fal_webhook") or None
     if webhook is not None:  # before the body: a refused submit must not have stored its data URIs
         try:  # in a thread: it resolves the host
-            await run_in_threadpool(check_webhook_url, webhook, app.state.settings.limits.allow_private_urls)
+            await run_in_threadpool(check_webhook_url, webhook, services.settings.limits.allow_private_urls)
         except WebhookURLError as exc:
-            raise validation_error(["query", "fal_webhook"], exc.message, exc.error_type) from None
+            raise InputError.at(["query", "fal_webhook"], exc.message, exc.error_type) from None
     plan, payload = await plan_request(request, endpoint)
     headers = request.headers
     # fal's sync path skips the queue; here it is the same queue, at the front.
@@ -110,12 +110,12 @@ async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync
     plan_json = plan.to_json()
     hold_s = faults.at_submit(request.scope, plan_json)  # --faults generation / queue_delay drew these
     max_queue = request.query_params.get("fal_max_queue_length")
-    max_queue = int(max_queue) if max_queue and max_queue.isdigit() else app.state.settings.default_max_queue
+    max_queue = int(max_queue) if max_queue and max_queue.isdigit() else services.settings.default_max_queue
     try:
         job, position = await run_in_threadpool(
-            app.state.store.submit,
+            services.store.submit,
             endpoint_id=endpoint.id, input=payload, plan=plan_json,
-            engine=app.state.settings.engine_for(endpoint.id).to_json(), base_url=deps.base_url(request),
+            engine=services.settings.engine_for(endpoint.id).to_json(), base_url=deps.base_url(request),
             priority=priority, key_id=who.key_id, webhook_url=webhook,
             start_deadline=deadline, max_queue=None if sync else max_queue,
             **({"hold_until": time.time() + hold_s} if hold_s else {}),
@@ -123,14 +123,14 @@ async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync
     except QueueFull as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": "5", "X-Fal-Error-Type": "queue_full"}) from None
     if (lifetime := requested_lifetime(headers)) is not None:  # how long the outputs live
-        await run_in_threadpool(app.state.lifecycle.outputs_expire_in, job.id, lifetime)
-    app.state.changes.touch()
-    app.state.wake.set()
+        await run_in_threadpool(services.lifecycle.outputs_expire_in, job.id, lifetime)
+    services.changes.touch()
+    services.wake.set()
     return job, position
 
 
 @router.post("/queue/{endpoint_id:path}")
-async def submit(endpoint_id: str, request: Request, who: deps.Caller = Depends(deps.caller)):
+async def submit(endpoint_id: str, request: Request, who: deps.CallerDep):
     job, position = await _enqueue(request, endpoint_id, who, sync=False)
     body = {"status": "IN_QUEUE", "request_id": job.id, "gateway_request_id": job.id,
             **_urls(deps.base_url(request), job), "queue_position": position}
@@ -143,21 +143,15 @@ def result_response(job: Job) -> JSONResponse:
         return JSONResponse(job.result, headers=headers)
     if not job.terminal:
         return JSONResponse({"detail": "Request is still in progress"}, status_code=400, headers=headers)
-    body = dict(job.error or {"detail": "failed"})
-    if job.error_type:
-        headers["x-fal-error-type"] = job.error_type
-        if job.error_type == "request_timeout":  # fal's marker: the caller's own deadline, never retried
-            headers["X-Fal-Request-Timeout-Type"] = "user"
-        if not isinstance(body.get("detail"), list):
-            body["error_type"] = job.error_type
-    return JSONResponse(body, status_code=job.error_status or 500, headers=headers)
+    failure = Failure.from_row(job) or Failure(500, "failed", None)
+    return JSONResponse(failure.body(), status_code=failure.status, headers={**headers, **failure.headers()})
 
 
 async def run_sync(endpoint_id: str, request: Request, who: deps.Caller) -> JSONResponse:
     """fal.run: the same queue at high priority, answered when the request ends."""
     job, _ = await _enqueue(request, endpoint_id, who, sync=True)
-    store = request.app.state.store
-    changed = request.app.state.changes
+    services = deps.services(request)
+    store, changed = services.store, services.changes
     while not job.terminal:
         await changed.wait(job.id, 0.5)
         if await request.is_disconnected():
@@ -188,7 +182,7 @@ async def request_get(path: str, request: Request, who: deps.Caller):
     prefix, job_id, tail = split
     if tail not in ("", "status", "status/stream"):
         raise HTTPException(404, "Not Found")
-    store = request.app.state.store
+    store = deps.services(request).store
     with_logs = tail == "status" and _wants_logs(request)
     job, position, logs = await run_in_threadpool(store.snapshot, job_id, 0 if with_logs else None)
     check_access(job, prefix, who)
@@ -197,7 +191,7 @@ async def request_get(path: str, request: Request, who: deps.Caller):
     if tail == "status":
         body = status_body(job, deps.base_url(request), position, logs)
         return JSONResponse(body, status_code=200 if job.terminal else 202, headers={"x-fal-request-id": job.id})
-    feed = stream_feed(request.app)
+    feed = deps.services(request).stream_feed
     try:
         feed.open(who.key_id)
     except TooManyStreams as exc:
@@ -208,16 +202,6 @@ async def request_get(path: str, request: Request, who: deps.Caller):
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "x-fal-request-id": job.id},
     )
-
-
-def stream_feed(app) -> StreamFeed:
-    """The process's one ``StreamFeed`` (made on first use, on the event loop)."""
-    feed = getattr(app.state, "stream_feed", None)
-    if feed is None:
-        feed = app.state.stream_feed = StreamFeed(
-            app.state.changes, app.state.store, app.state.settings.limits.max_streams_per_key
-        )
-    return feed
 
 
 class _StatusStream(StreamingResponse):
@@ -237,7 +221,7 @@ class _StatusStream(StreamingResponse):
 async def _stream(request: Request, job: Job, with_logs: bool, feed: StreamFeed):
     """Status events: read when the request changes (the feed's poll, or this process's workers),
     not on a timer of its own."""
-    store = request.app.state.store
+    store = deps.services(request).store
     base = deps.base_url(request)
     last_log = 0
     last_sent = None
@@ -275,25 +259,26 @@ async def request_cancel(path: str, request: Request, who: deps.Caller):
     if split is None or split[2] != "cancel":
         raise HTTPException(404, "Not Found")
     prefix, job_id, _ = split
-    store = request.app.state.store
+    services = deps.services(request)
+    store = services.store
     try:
         check_access(await run_in_threadpool(store.get, job_id), prefix, who)
     except HTTPException:
         return JSONResponse({"status": "NOT_FOUND", "detail": "Request not found"}, status_code=404)
     outcome = await run_in_threadpool(store.cancel, job_id)
-    request.app.state.changes.notify(job_id)
+    services.changes.notify(job_id)
     code = {"CANCELLATION_REQUESTED": 202, "ALREADY_COMPLETED": 400, "NOT_FOUND": 404}[outcome]
     job = await run_in_threadpool(store.get, job_id)
     if job is not None and job.status == CANCELED:
-        request.app.state.wake.set()
+        services.wake.set()
     return JSONResponse({"status": outcome}, status_code=code, headers={"x-fal-request-id": job_id})
 
 
 @router.get("/queue/{path:path}")
-async def queue_get(path: str, request: Request, who: deps.Caller = Depends(deps.caller)):
+async def queue_get(path: str, request: Request, who: deps.CallerDep):
     return await request_get(path, request, who)
 
 
 @router.put("/queue/{path:path}")
-async def queue_put(path: str, request: Request, who: deps.Caller = Depends(deps.caller)):
+async def queue_put(path: str, request: Request, who: deps.CallerDep):
     return await request_cancel(path, request, who)

@@ -16,14 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import secrets
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -35,11 +33,10 @@ from stillreel.storage.naming import new_key, new_upload_id, normalize_content_t
 
 router = APIRouter(tags=["storage"])
 # Upload routes need a caller (an API key, or a Bearer token from /storage/auth/token).
-CallerDep = Annotated[deps.Caller, Depends(deps.caller)]
+CallerDep = deps.CallerDep
 
 WRITE_BUFFER = 1024 * 1024
 MAX_JSON_BODY = 1024 * 1024  # a completion lists at most 10,000 parts
-ANONYMOUS_TOKEN_TTL_S = 30 * 24 * 3600
 # Keys are random and never reused, so a stored file can be cached for good. The sandbox CSP and
 # nosniff stop an uploaded HTML or SVG file from running script on this server's origin.
 FILE_HEADERS = {
@@ -53,19 +50,13 @@ FILE_HEADERS = {
 
 
 def _storage(request: Request) -> Storage:
-    return request.app.state.storage
+    return deps.services(request).storage
 
 
 def _upload_secret(request: Request) -> bytes:
-    """The HMAC key for upload grants: shared through the job database by every API replica."""
-    state = request.app.state
-    secret = getattr(state, "upload_secret", None)
-    if secret is None:
-        from stillreel.jobs.keys import secret_bytes, server_secret
-
-        secret = secret_bytes(server_secret(state.store, "upload_url"))
-        state.upload_secret = secret
-    return secret
+    """The HMAC key for upload grants, shared through the job database by every API replica.
+    Blocking on first use (it may create the row): call it in the thread pool."""
+    return deps.services(request).upload_secret
 
 
 def _too_large(limit: int) -> HTTPException:
@@ -119,11 +110,8 @@ def _file_json(stored: StoredFile, url: str) -> dict:
 
 
 def _lifecycle(request: Request) -> Lifecycle:
-    """The app's object expiries (made here for an app that mounts this router on its own)."""
-    state = request.app.state
-    if getattr(state, "lifecycle", None) is None:
-        state.lifecycle = Lifecycle(state.store, state.storage)
-    return state.lifecycle
+    """The app's object expiries."""
+    return deps.services(request).lifecycle
 
 
 async def _expire(request: Request, key: str, lifetime: float | None) -> None:
@@ -134,7 +122,7 @@ async def _expire(request: Request, key: str, lifetime: float | None) -> None:
 async def _store_body(request: Request, *, key: str | None, file_name: str | None, content_type: str | None,
                       lifetime: float | None):
     storage = _storage(request)
-    limits = request.app.state.settings.limits
+    limits = deps.settings(request).limits
     # The key is named here: the staging file's own name must not leak into it.
     key = new_key(file_name, content_type) if key is None else key
     path, _ = await _receive(request, storage, limits.max_upload_bytes)
@@ -187,7 +175,7 @@ async def _grant(request: Request, token: str, *, multipart: bool, key: str | No
 
 async def _put_part(request: Request, grant: UploadGrant, part_number: int) -> Response:
     storage = _storage(request)
-    path, _ = await _receive(request, storage, request.app.state.settings.limits.max_upload_bytes)
+    path, _ = await _receive(request, storage, deps.settings(request).limits.max_upload_bytes)
     try:
         etag = await run_in_threadpool(storage.put_part, grant.upload_id, part_number, path)
     except UploadError as exc:
@@ -207,7 +195,7 @@ async def _complete(request: Request, grant: UploadGrant) -> dict:
             status_code=400, detail='Expected {"parts": [{"partNumber": 1, "etag": "…"}, …]}'
         ) from None
     storage = _storage(request)
-    limit = request.app.state.settings.limits.max_upload_bytes
+    limit = deps.settings(request).limits.max_upload_bytes
     try:
         stored = await run_in_threadpool(
             lambda: storage.complete_multipart(
@@ -233,12 +221,8 @@ async def _complete(request: Request, grant: UploadGrant) -> dict:
 @router.post("/storage/auth/token")
 async def storage_token(request: Request, caller: CallerDep) -> dict:
     """A Bearer token for the upload routes (fal's ``storage_type=fal-cdn-v3`` CDN token)."""
-    keys = getattr(request.app.state, "keys", None)
     now = dt.datetime.now(dt.UTC)
-    if keys is not None:
-        token, expires_at = await run_in_threadpool(keys.issue_token, caller.key_id)
-    else:  # auth is off and no key store: any token is accepted
-        token, expires_at = secrets.token_urlsafe(24), now + dt.timedelta(seconds=ANONYMOUS_TOKEN_TTL_S)
+    token, expires_at = await run_in_threadpool(deps.services(request).keys.issue_token, caller.key_id)
     if expires_at.tzinfo is None:  # fal_client compares with an aware datetime
         expires_at = expires_at.replace(tzinfo=dt.UTC)
     return {

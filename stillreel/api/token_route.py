@@ -4,17 +4,18 @@ route (which needs the caller) do not import each other."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from stillreel.api import deps, tokens
+from stillreel.errors import InputError
 
 router = APIRouter(tags=["auth"])
 
 
-def _body_error(msg: str, field: str) -> HTTPException:
-    return HTTPException(422, [{"loc": ["body", field], "msg": msg, "type": "value_error"}])
+def _body_error(msg: str, field: str) -> InputError:
+    return InputError.one((field,), msg)
 
 
 @router.post("/tokens/")
@@ -33,6 +34,6 @@ async def create_token(request: Request) -> JSONResponse:
     seconds = body.get("token_expiration", tokens.DEFAULT_EXPIRATION_S)
     if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= tokens.MAX_EXPIRATION_S:
         raise _body_error(f"token_expiration must be whole seconds from 1 to {tokens.MAX_EXPIRATION_S}", "token_expiration")
-    secret = await run_in_threadpool(tokens.signing_secret, request.app.state)
+    secret = await run_in_threadpool(lambda: deps.services(request).jwt_secret)  # may create it: not on the loop
     return JSONResponse(tokens.issue(secret, who.key_id, apps, seconds))
 

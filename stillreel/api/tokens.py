@@ -16,9 +16,13 @@ import hashlib
 import hmac
 import json
 import time
+from typing import TYPE_CHECKING
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
+
+if TYPE_CHECKING:  # annotations only: services imports the whole job side
+    from stillreel.api.services import Services
 
 MAX_EXPIRATION_S = 24 * 3600
 DEFAULT_EXPIRATION_S = 120  # @fal-ai/client's TOKEN_EXPIRATION_SECONDS
@@ -33,15 +37,6 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def signing_secret(state) -> bytes:
-    secret = getattr(state, "jwt_secret", None)
-    if secret is None:
-        from stillreel.jobs.keys import secret_bytes, server_secret
-
-        secret = state.jwt_secret = secret_bytes(server_secret(state.store, "fal_jwt_token"))
-    return secret
 
 
 def issue(secret: bytes, key_id: str | None, apps: list[str], seconds: int, now: float | None = None) -> str:
@@ -83,13 +78,13 @@ def accepts_token(path: str) -> bool:
     return path.rstrip("/").endswith(_TOKEN_ROUTES)
 
 
-async def caller_from_token(request: Request, token: str) -> str | None:
-    """The key id a ``fal_jwt_token`` stands for on this route; raises fal-shaped 401/403."""
-    secret = await run_in_threadpool(signing_secret, request.app.state)
+async def caller_from_token(services: Services, path: str, token: str) -> str | None:
+    """The key id a ``fal_jwt_token`` stands for on the route at ``path``; raises fal-shaped 401/403."""
+    secret = await run_in_threadpool(lambda: services.jwt_secret)  # may create it: not on the loop
     claims = claims_of(secret, token)
     if claims is None:
         raise HTTPException(401, "Invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
-    app = app_of(request.url.path) or ""
+    app = app_of(path) or ""
     allowed = claims.get("allowed_apps") or []
     # The JS client lists bare aliases ("kling-video"); "owner/alias" is accepted too.
     if app not in allowed and app.split("/")[-1] not in allowed:
@@ -98,6 +93,6 @@ async def caller_from_token(request: Request, token: str) -> str | None:
     if key_id in (None, "-"):  # made by a server without auth: grants nothing once auth is on
         raise HTTPException(401, "Invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
     # A token dies with its key: revoking the key revokes the tokens made from it.
-    if not await run_in_threadpool(request.app.state.keys.active, key_id):
+    if not await run_in_threadpool(services.keys.active, key_id):
         raise HTTPException(401, "Invalid or expired token", headers={"WWW-Authenticate": "Bearer"})
     return key_id

@@ -17,12 +17,13 @@ StillreelError
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 
 from stillreel.client.states import CANCELLED_ERROR_TYPE
+# One wording of fal's detail for people, shared with the server side and the CLI.
+from stillreel.errors import describe_detail  # noqa: F401 (re-exported)
 
 
 class StillreelError(Exception):
@@ -101,23 +102,6 @@ class QueueFull(APIError):
 
 class ServerError(APIError):
     pass
-
-
-def describe_detail(detail: Any) -> str:
-    """fal's detail as one human line: ``body.image_url: field required; ...``."""
-    if isinstance(detail, list):
-        parts = []
-        for item in detail:
-            if isinstance(item, dict):
-                loc = ".".join(str(p) for p in item.get("loc") or ())
-                msg = item.get("msg", "")
-                parts.append(f"{loc}: {msg}" if loc else str(msg))
-            else:
-                parts.append(str(item))
-        return "; ".join(parts) or "error"
-    if isinstance(detail, dict):
-        return json.dumps(detail)
-    return str(detail) if detail is not None else "error"
 
 
 def error_from_response(response: httpx.Response) -> APIError:

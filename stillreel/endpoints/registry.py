@@ -19,24 +19,9 @@ from stillreel.endpoints.family import DECLARATIONS, Declaration
 from stillreel.endpoints.price import Price
 from stillreel.endpoints.request_plan import Plan, PlannedElement, PlannedMask, build
 from stillreel.engines.base import Capabilities, EngineError
+from stillreel.errors import InputError  # the endpoints' 422, re-exported: part of this module's interface
 
 __all__ = ["ENDPOINTS", "Endpoint", "InputError", "Plan", "PlannedElement", "PlannedMask", "Price", "find"]
-
-
-class InputError(EngineError):
-    """An invalid input: fal's 422 with a ``detail`` list already in fal's terms (``loc`` from "body")."""
-
-    def __init__(self, detail: list[dict]):
-        first = detail[0] if detail else {"msg": "invalid input", "type": "value_error", "loc": ["body"]}
-        super().__init__(first["msg"], first["type"], tuple(first["loc"]), 422)
-        self.detail = detail
-
-    @classmethod
-    def one(cls, loc: tuple, msg: str, type: str = "value_error", **ctx) -> InputError:
-        item = {"loc": ["body", *loc], "msg": msg, "type": type}
-        if ctx:
-            item["ctx"] = ctx
-        return cls([item])
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+# The one error type of a request that cannot be served (fal's status, error type, loc and
+# message) is defined with the whole error model in stillreel.errors; the engines import it here.
+from stillreel.errors import EngineError  # noqa: F401 (re-exported)
+
 # An RGB image, uint8, shape (height, width, 3).
 Image = np.ndarray
 # A mask, uint8 0..255 (255 = selected), shape (height, width), same size as the start image.
@@ -148,30 +152,6 @@ class Clip:
 
 class Cancelled(Exception):
     """Raised by ``Progress.report`` once the job was cancelled; engines let it propagate."""
-
-
-class EngineError(Exception):
-    """The one error type of a request that cannot be served: fal's status, error type, loc and message.
-
-    ``loc`` names the normalized request's attribute, without a ``"body"`` prefix:
-    ``("end_image",)``, ``("dynamic_masks", 2, "trajectory")``, ``("elements", 0, "frontal")``;
-    ``()`` when no one field is at fault. ``stillreel.endpoints.mapping.fal_loc`` turns it into fal's
-    ``["body", <fal field>, ...]`` for the endpoint at hand. ``status`` is the HTTP status the result
-    endpoint answers with: 422 for bad input (fal's ``detail`` list), 500/503 for failures that are
-    not the caller's fault (e.g. ``error_type="out_of_memory"``; fal's ``detail`` string).
-    ``ctx`` is optional structured context (fal's ``ctx``).
-    """
-
-    def __init__(
-        self, message: str, error_type: str = "value_error", loc: tuple = (), status: int = 422,
-        ctx: dict | None = None,
-    ):
-        super().__init__(message)
-        self.message = message
-        self.error_type = error_type
-        self.loc = tuple(loc)
-        self.status = status
-        self.ctx = dict(ctx or {})
 
 
 class Progress(Protocol):

@@ -8,9 +8,9 @@ import time
 
 import sqlalchemy as sa
 
-from stillreel.jobs.schema import (
-    ACTIVE, CANCELED, CANCELING, FAILED, QUEUED, TIMED_OUT, cancelled_failure, request_logs, requests,
-)
+from stillreel.errors import Failure
+from stillreel.jobs import outbox
+from stillreel.jobs.schema import ACTIVE, CANCELED, CANCELING, FAILED, QUEUED, TIMED_OUT, request_logs, requests
 
 
 def maintain(store, max_attempts: int) -> int:
@@ -26,25 +26,19 @@ def maintain(store, max_attempts: int) -> int:
         for job_id in expired:
             changed += conn.execute(
                 requests.update().where(r.id == job_id, r.status == QUEUED).values(
-                    status=TIMED_OUT, finished_at=now, error_type="request_timeout", error_status=504,
-                    error={"detail": "The request did not start before its X-Fal-Request-Timeout deadline"},
+                    status=TIMED_OUT, finished_at=now, **Failure.start_deadline_passed().to_row(),
                 )
             ).rowcount
-            store._outbox(conn, job_id)
+            outbox.add(conn, job_id)
         lost = conn.execute(
             sa.select(r.id, r.status, r.attempts).where(r.status.in_(ACTIVE), r.lease_until < now)
         ).all()
         for job_id, status, attempts in lost:
             fence = sa.and_(r.id == job_id, r.attempts == attempts, r.status == status)
             if status == CANCELING:
-                f = cancelled_failure()
-                values = dict(status=CANCELED, error={"detail": f.detail}, error_type=f.error_type,
-                              error_status=f.status, finished_at=now)
+                values = dict(status=CANCELED, finished_at=now, **Failure.cancelled().to_row())
             elif attempts >= max_attempts:
-                values = dict(
-                    status=FAILED, finished_at=now, error_type="runner_disconnected", error_status=503,
-                    error={"detail": f"The worker running this request stopped {attempts} times"},
-                )
+                values = dict(status=FAILED, finished_at=now, **Failure.worker_lost(attempts).to_row())
             else:
                 values = dict(status=QUEUED, worker_id=None, lease_until=None, progress=0.0)
             if conn.execute(requests.update().where(fence).values(**values)).rowcount:
@@ -55,5 +49,5 @@ def maintain(store, max_attempts: int) -> int:
                     + ("request re-queued" if values["status"] == QUEUED else "request ended"),
                 ))
                 if values["status"] != QUEUED:
-                    store._outbox(conn, job_id)
+                    outbox.add(conn, job_id)
     return changed

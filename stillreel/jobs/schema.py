@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy import event
 
+# How a request ended badly: its one stored shape lives with the error model.
+from stillreel.errors import Failure  # noqa: F401 (re-exported)
+
 QUEUED, RUNNING, CANCELING = "QUEUED", "RUNNING", "CANCELING"
 SUCCEEDED, FAILED, CANCELED, TIMED_OUT = "SUCCEEDED", "FAILED", "CANCELED", "TIMED_OUT"
 TERMINAL = (SUCCEEDED, FAILED, CANCELED, TIMED_OUT)
@@ -40,7 +43,7 @@ requests = sa.Table(
     sa.Column("lease_until", sa.Float),
     sa.Column("progress", sa.Float, nullable=False, default=0.0),
     sa.Column("result", sa.JSON),
-    sa.Column("error", sa.JSON),  # fal's body for the result endpoint: {"detail": ...}
+    sa.Column("error", sa.JSON),  # written and read only by stillreel.errors.Failure (to_row / from_row)
     sa.Column("error_type", sa.String(64)),
     sa.Column("error_status", sa.Integer),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -126,30 +129,6 @@ class Job:
         return self.status in TERMINAL
 
 
-@dataclass(frozen=True)
-class Failure:
-    """How a request ended badly: the status and body its result endpoint answers with."""
-
-    status: int
-    # fal's wire shape: a list of {"loc","msg","type"} below 500, a string from 500 on. Stored as
-    # the job's ``error = {"detail": ...}``; read back only through ``stored`` / ``message``.
-    detail: object
-    error_type: str
-
-    @classmethod
-    def stored(cls, error: dict | None, error_type: str | None, status: int | None) -> Failure | None:
-        """The failure a job row holds (``None`` when it holds none)."""
-        if not error and not error_type:
-            return None
-        return cls(status or 500, (error or {}).get("detail", "failed"), error_type or "internal_server_error")
-
-    @property
-    def message(self) -> str:
-        if isinstance(self.detail, list) and self.detail:
-            return "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in self.detail)
-        return str(self.detail)
-
-
 class QueueFull(Exception):
     def __init__(self, length: int):
         super().__init__(f"the queue is full ({length} requests waiting)")
@@ -197,7 +176,3 @@ def create_schema(engine: sa.Engine) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
         metadata.create_all(conn)
 
-
-
-def cancelled_failure() -> Failure:
-    return Failure(400, "The request was cancelled", "request_cancelled")

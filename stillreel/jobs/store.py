@@ -12,7 +12,6 @@ claim atomic). Invariants:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -20,9 +19,10 @@ import uuid
 import sqlalchemy as sa
 
 from stillreel.jobs.bytecache import ByteBoundedCache, json_size
+from stillreel.jobs import outbox
 from stillreel.jobs.schema import (
     ACTIVE, CANCELED, CANCELING, FAILED, QUEUED, RUNNING, SUCCEEDED, Failure, Job, QueueFull,
-    cancelled_failure, create_schema, make_engine, request_logs, requests, webhook_outbox,
+    create_schema, make_engine, request_logs, requests,
 )
 
 # Finished rows (and their logs) kept in memory, bounded by bytes: an entry-count bound let a
@@ -34,27 +34,27 @@ HISTORY_INPUT_BYTES = 256 * 1024  # larger inputs (older versions stored bodies 
 class JobStore:
     def __init__(self, url: str):
         self.url = url
-        self.engine = make_engine(url)
+        self.db = make_engine(url)  # SQLAlchemy's Engine (not a video engine)
         self.sqlite = url.startswith("sqlite")
         self._final = ByteBoundedCache(FINAL_CACHE_BYTES)  # id -> (Job, logs)
         # SQLite has one writer; threads of this process queue here for it instead of in SQLite's
         # busy handler, which sleeps in growing steps (submits under load: p99 > 1 s without it).
         self._write_lock = threading.RLock() if self.sqlite else None
-        create_schema(self.engine)
+        create_schema(self.db)
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.db.dispose()
 
     # -- transactions ------------------------------------------------------------------------
 
     def write(self):
         """A transaction that will write (SQLite: BEGIN IMMEDIATE)."""
-        conn = self.engine.connect()
+        conn = self.db.connect()
         conn.info["write"] = True
         return _Tx(conn, self._write_lock)
 
     def read(self):
-        conn = self.engine.connect()
+        conn = self.db.connect()
         conn.info["write"] = False
         return _Tx(conn)
 
@@ -263,13 +263,13 @@ class JobStore:
         *,
         result: dict | None = None,
         failure: Failure | None = None,
-        canceled: bool = False,
+        cancelled: bool = False,
         logs: list[tuple[float, str, str]] = (),
     ) -> bool:
         """Record the outcome of the worker's attempt (fenced). False: the attempt no longer owns it."""
         now = time.time()
-        if canceled:
-            status, failure = CANCELED, failure or cancelled_failure()
+        if cancelled:
+            status, failure = CANCELED, failure or Failure.cancelled()
         else:
             status = FAILED if failure else SUCCEEDED
         values = dict(
@@ -279,8 +279,7 @@ class JobStore:
         if status == SUCCEEDED:
             values.update(result=result, progress=1.0)
         else:
-            values.update(error={"detail": failure.detail}, error_type=failure.error_type,
-                          error_status=failure.status)
+            values.update(failure.to_row())
         with self.write() as conn:
             done = conn.execute(requests.update().where(self._fence(job)).values(**values)).rowcount == 1
             if done:
@@ -289,7 +288,7 @@ class JobStore:
                         request_logs.insert(),
                         [{"request_id": job.id, "timestamp": t, "level": lvl, "message": m} for t, lvl, m in logs],
                     )
-                self._outbox(conn, job.id)
+                outbox.add(conn, job.id)
             return done
 
     def release(self, job: Job, reason: str = "the worker is shutting down") -> bool:
@@ -322,15 +321,13 @@ class JobStore:
             if job.terminal:
                 return "ALREADY_COMPLETED"
             if job.status == QUEUED:
-                f = cancelled_failure()
                 n = conn.execute(
                     requests.update().where(r.id == job_id, r.status == QUEUED).values(
-                        status=CANCELED, finished_at=now, error={"detail": f.detail},
-                        error_type=f.error_type, error_status=f.status,
+                        status=CANCELED, finished_at=now, **Failure.cancelled().to_row(),
                     )
                 ).rowcount
                 if n:
-                    self._outbox(conn, job_id)
+                    outbox.add(conn, job_id)
                     return "CANCELLATION_REQUESTED"
                 job = self._get(conn, job_id)  # claimed meanwhile: cancel the running job below
             if job.status == RUNNING:
@@ -344,57 +341,17 @@ class JobStore:
 
         return maintain(self, max_attempts)
 
-    # -- webhook outbox ----------------------------------------------------------------------
-
-    def _outbox(self, conn, job_id: str) -> None:
-        job = self._get(conn, job_id)
-        if not job.webhook_url:
-            return
-        conn.execute(webhook_outbox.insert().values(
-            request_id=job.id, url=job.webhook_url, body=json.dumps(webhook_body(job)),
-            attempts=0, next_attempt_at=time.time(), state="pending",
-        ))
+    # -- webhook outbox (stillreel.jobs.outbox) -------------------------------------------------
 
     def outbox_claim(self, limit: int = 10, hold_s: float = 60.0) -> list[dict]:
-        """Take due deliveries; each is held for ``hold_s`` so that one dispatcher sends it.
-
-        The held-until time (the rows' new ``next_attempt_at``) is the claim's token for
-        ``outbox_done``. Ties go to the older row, so rows due at once are taken in turn."""
-        o = webhook_outbox.c
-        now = time.time()
-        with self.write() as conn:
-            pick = (
-                sa.select(o.seq).where(o.state == "pending", o.next_attempt_at <= now)
-                .order_by(o.next_attempt_at, o.seq).limit(limit).with_for_update(skip_locked=True)
-            )
-            seqs = conn.execute(pick).scalars().all()
-            if not seqs:
-                return []
-            conn.execute(webhook_outbox.update().where(o.seq.in_(seqs)).values(next_attempt_at=now + hold_s))
-            return [dict(r) for r in conn.execute(sa.select(webhook_outbox).where(o.seq.in_(seqs))).mappings()]
+        return outbox.claim(self, limit, hold_s)
 
     def outbox_done(self, seq: int, *, ok: bool, error: str | None, retry_at: float | None,
                     held_until: float | None = None) -> bool:
-        """Record an attempt. With ``held_until`` (the claim's token) only while that claim still
-        holds the row: a dispatcher whose claim lapsed and was taken over records nothing."""
-        o = webhook_outbox.c
-        fence = o.seq == seq
-        if held_until is not None:
-            fence = sa.and_(fence, o.state == "pending", o.next_attempt_at == held_until)
-        values = {"attempts": o.attempts + 1, "last_error": error}
-        if ok:
-            values.update(state="delivered", delivered_at=time.time())
-        elif retry_at is None:
-            values.update(state="failed")
-        else:
-            values.update(next_attempt_at=retry_at)
-        with self.write() as conn:
-            return bool(conn.execute(webhook_outbox.update().where(fence).values(**values)).rowcount)
+        return outbox.done(self, seq, ok=ok, error=error, retry_at=retry_at, held_until=held_until)
 
     def outbox(self, request_id: str) -> list[dict]:
-        with self.read() as conn:
-            q = sa.select(webhook_outbox).where(webhook_outbox.c.request_id == request_id)
-            return [dict(r) for r in conn.execute(q).mappings()]
+        return outbox.rows(self, request_id)
 
 
 class _Tx:
@@ -429,16 +386,3 @@ class _Tx:
             finally:
                 self._release()
 
-
-def webhook_body(job: Job) -> dict:
-    body = {"request_id": job.id, "gateway_request_id": job.id}
-    if job.status == SUCCEEDED:
-        body.update(status="OK", payload=job.result)
-    else:
-        body.update(
-            status="ERROR",
-            error=f"Invalid status code: {job.error_status}",
-            error_type=job.error_type,
-            payload=job.error,
-        )
-    return body

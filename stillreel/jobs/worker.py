@@ -306,7 +306,7 @@ class Worker:
                     self.child.kill()
                     try:
                         if not self.store.release(job):
-                            self.store.finish(job, canceled=True)  # it was being cancelled anyway
+                            self.store.finish(job, cancelled=True)  # it was being cancelled anyway
                     except Exception:  # the database is away: the lease runs out and it is re-queued
                         log.warning("worker %s: could not hand %s back; its lease will expire", self.id, job.id)
                     return
@@ -358,7 +358,7 @@ class Worker:
                 self._requeue(job, f"{reason}; request re-queued")
                 raise Unavailable(reason)
             case JobCancelled():
-                self._retry(lambda: self.store.finish(job, canceled=True, logs=logs + [(time.time(), "INFO", "cancelled")]))
+                self._retry(lambda: self.store.finish(job, cancelled=True, logs=logs + [(time.time(), "INFO", "cancelled")]))
             case Failed(status, detail, error_type):
                 failure = Failure(status, detail, error_type)
                 self._retry(lambda: self.store.finish(job, failure=failure, logs=logs + [(time.time(), "ERROR", failure.message)]))

@@ -85,7 +85,7 @@ class Lifecycle:
         self._create()
 
     def _create(self) -> None:
-        engine = self.store.engine
+        engine = self.store.db
         if engine.dialect.name != "postgresql":
             metadata.create_all(engine)
             return

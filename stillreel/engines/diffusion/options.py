@@ -17,6 +17,10 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
+# A diffusion engine option is missing, unknown or has a bad value (a ValueError too); defined
+# with stillreel's other error types in stillreel.errors.
+from stillreel.errors import OptionsError  # noqa: F401 (re-exported)
+
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
 OFFLOAD = ("none", "model", "sequential", "group")
@@ -45,8 +49,6 @@ KNOWN = {
 }
 
 
-class OptionsError(ValueError):
-    """A diffusion engine option is missing, unknown or has a bad value."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
-"""Turning an HTTP request body into a queued plan, with every check that can run before queueing.
+"""A submit's request body: read it, parse and validate it, and plan it, with every check that can
+run before queueing (the body's own guards are in ``input_guards``).
 
-Schema errors and "the bound engine cannot do that" are 422 here, at submit, never minutes later.
+Schema errors and "the bound engine cannot do that" are 422 here (``InputError``, rendered by the
+app's one error handler), at submit, never minutes later.
 ``data:`` URIs are stored as files on the way in, so the queue holds URLs, not megabytes. Only the
 body is read on the event loop; everything that grows with its size runs in the thread pool
 (``prepare``), with the checks of ``input_guards``.
@@ -20,17 +22,14 @@ from starlette.concurrency import run_in_threadpool
 
 from stillreel.api import deps
 from stillreel.api import input_guards as guards
-from stillreel.endpoints.registry import Endpoint, InputError, Plan
-
-
-def validation_error(loc: list, msg: str, type: str) -> HTTPException:
-    return HTTPException(422, [{"loc": loc, "msg": msg, "type": type}])
+from stillreel.endpoints.registry import Endpoint, Plan
+from stillreel.errors import InputError
 
 
 async def read_body(request: Request) -> bytes:
     """The raw body, refused past the size limit (413) or when it arrives too slowly (408): a
     client that trickles a body must not hold a connection and its buffer for ever."""
-    limits = request.app.state.settings.limits
+    limits = deps.settings(request).limits
     limit = limits.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -75,9 +74,9 @@ def store_data_uris(payload, storage, base: str, max_bytes: int, loc=("body",), 
         try:
             data, mime = decode_data_uri(payload)
         except ValueError as exc:
-            raise validation_error(list(loc), f"invalid data URI: {exc}", "file_download_error") from None
+            raise InputError.at(list(loc), f"invalid data URI: {exc}", "file_download_error") from None
         if len(data) > max_bytes:
-            raise validation_error(list(loc), f"the file is larger than {max_bytes} bytes", "file_too_large")
+            raise InputError.at(list(loc), f"the file is larger than {max_bytes} bytes", "file_too_large")
         ext = mimetypes.guess_extension(mime) or ".bin"
         name = next(p for p in reversed(loc) if isinstance(p, str))
         stored = storage.put_bytes(data, file_name=f"{name.removesuffix('_urls').removesuffix('_url')}{ext}",
@@ -110,23 +109,23 @@ def prepare(body: bytes, endpoint: Endpoint, caps, engine: str, storage, base: s
         del payload, model
         guards.check_stored(stored, limits.max_input_bytes)
         plan = endpoint.admit(endpoint.plan(stored), caps, engine)  # capabilities are checked here, once
-    except (guards.BadInput, InputError) as exc:
-        raise HTTPException(422, guards.safe_detail(exc.detail)) from None
+    except InputError as exc:  # the guards' BadInput too: echoed inputs made safe to send
+        raise InputError(guards.safe_detail(exc.detail)) from None
     if not has_data_uri(stored):
         return plan, stored
     stored = store_data_uris(stored, storage, base, limits.max_input_bytes)
     try:
         return endpoint.admit(endpoint.plan(stored), caps, engine), stored
     except InputError as exc:
-        raise HTTPException(422, guards.safe_detail(exc.detail)) from None
+        raise InputError(guards.safe_detail(exc.detail)) from None
 
 
 async def plan_request(request: Request, endpoint: Endpoint) -> tuple[Plan, dict]:
-    app = request.app
+    services = deps.services(request)
     body = await read_body(request)
-    spec = app.state.settings.engine_for(endpoint.id)
+    spec = services.settings.engine_for(endpoint.id)
     engine = f"{spec.name} engine ({spec.options.get('model') or spec.name})"
     return await run_in_threadpool(
-        prepare, body, endpoint, app.state.capabilities[endpoint.id], engine, app.state.storage,
-        deps.base_url(request), app.state.settings.limits,
+        prepare, body, endpoint, services.capabilities[endpoint.id], engine, services.storage,
+        deps.base_url(request), services.settings.limits,
     )
