@@ -124,12 +124,15 @@ def main() -> None:
         time.sleep(0.5)
     stop_progress.set()
     # Deliveries that the killed API host had claimed stay held until their claim lapses (a minute or
-    # so); then a live host sends them again. Wait for the outbox to drain.
+    # so); then a live host sends them again. Wait for the outbox to drain and uploads to settle.
     engine = sa.create_engine(args.db, pool_pre_ping=True)  # the database was restarted meanwhile
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         with engine.connect() as conn:
             pending = conn.execute(sa.text("select count(*) from webhook_outbox where state = 'pending'")).scalar()
+            # Uploads not yet settled: an orphan (its worker cut off or killed between upload and
+            # finish) is deleted by the API's sweep once its grace period is over.
+            pending += conn.execute(sa.text("select count(*) from output_uploads")).scalar()
         if not pending:
             break
         time.sleep(1)

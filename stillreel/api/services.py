@@ -21,6 +21,7 @@ from stillreel.engines.base import Capabilities
 from stillreel.jobs.changes import Changes, StreamFeed
 from stillreel.jobs.keys import Keys, secret_bytes, server_secret
 from stillreel.jobs.outage import OutageLog
+from stillreel.jobs import uploads
 from stillreel.jobs.store import JobStore
 from stillreel.jobs.webhooks import Dispatcher, Signer
 from stillreel.jobs.worker import Worker
@@ -28,6 +29,7 @@ from stillreel.storage import Storage, open_storage
 from stillreel.storage.lifecycle import Lifecycle, sweep_quietly
 
 log = logging.getLogger("stillreel")
+ORPHAN_SWEEP_S = 5.0
 SWEEP_EVERY_S = 3600.0
 ABANDONED_UPLOAD_S = 24 * 3600.0
 
@@ -122,7 +124,7 @@ class Services:
         return ok, body
 
     def _housekeeping(self) -> None:
-        last_sweep = 0.0
+        last_sweep = last_orphans = 0.0
         outage = OutageLog(log, "housekeeping")
         while not self._stop.wait(0.5):
             self._supervise()
@@ -133,6 +135,9 @@ class Services:
                     self.changes.notify(None)
                 sweep_quietly(self.lifecycle)  # object lifecycle and --retention
                 self.keys.watch_revocations()  # a key revoked elsewhere stops working here too
+                if time.monotonic() - last_orphans > ORPHAN_SWEEP_S:
+                    last_orphans = time.monotonic()
+                    uploads.sweep(self.store, self.storage)  # videos no attempt will record
                 if time.monotonic() - last_sweep > SWEEP_EVERY_S:
                     last_sweep = time.monotonic()
                     self.storage.sweep(ABANDONED_UPLOAD_S)  # half-finished multipart uploads

@@ -79,6 +79,18 @@ webhook_outbox = sa.Table(
     sa.Index("ix_outbox_due", "state", "next_attempt_at"),
 )
 
+# Outputs being stored: a worker writes the row before it uploads and removes it once its finish
+# recorded the file (or it deleted the file itself). A row whose attempt can no longer finish is an
+# orphan upload (a worker killed or cut off between upload and finish); jobs/uploads.py sweeps it.
+output_uploads = sa.Table(
+    "output_uploads",
+    metadata,
+    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("request_id", sa.String(36), nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 api_keys = sa.Table(
     "api_keys",
     metadata,

@@ -13,6 +13,7 @@ deleted, so nothing is lost and nothing is stored twice.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -30,7 +31,9 @@ from stillreel.jobs.outage import Backoff, OutageLog, is_db_outage, is_disk_full
 from stillreel.jobs.child import child_main
 from stillreel.jobs.messages import Done, Failed, JobCancelled, Outcome, Progressed, Ready, RenderJob, Requeue, Stop
 from stillreel.jobs.schema import CANCELING, Failure, Job
+from stillreel.jobs import uploads
 from stillreel.jobs.store import JobStore
+from stillreel.storage.naming import new_key
 
 log = logging.getLogger("stillreel.worker")
 _spawn = mp.get_context("spawn")
@@ -371,9 +374,17 @@ class Worker:
         if self._retry(lambda: self.store.heartbeat(job, self.settings.lease_s)) is None:
             log.warning("worker %s lost %s before storing its video; discarded", self.id, job.id)
             return
+        # Noted before the upload, so that a file this attempt cannot record (it is cut off or dies
+        # between upload and finish) is found and deleted by jobs/uploads.sweep.
+        key = new_key("output.mp4", "video/mp4")
+        self._retry(lambda: uploads.note(self.store, job.id, job.attempts, key))
         try:
-            stored = self.storage.put_file(out_path, file_name="output.mp4", content_type="video/mp4", move=True)
+            stored = self.storage.put_file(out_path, file_name="output.mp4", content_type="video/mp4", key=key,
+                                           move=True)
         except Exception as exc:  # a full disk, the storage away: not the request's fault
+            with contextlib.suppress(Exception):  # the upload may have landed though it failed here
+                self.storage.delete(key)
+                uploads.settle(self.store, key)
             self._requeue(job, "the video could not be stored (no space left, or the storage is "
                           "unavailable); request re-queued")
             raise Unavailable("the video could not be stored") from exc
@@ -393,6 +404,8 @@ class Worker:
             result["stillreel"] = {"dropped_defaults": list(info["dropped_defaults"])}
         if not self._retry(lambda: self.store.finish(job, result=result, logs=logs)):
             self._discard(job, stored.key, video["url"])
+        with contextlib.suppress(Exception):  # a lost settle is harmless: the sweep sees the file is recorded
+            uploads.settle(self.store, stored.key)
 
     def _discard(self, job: Job, key: str, url: str) -> None:
         """The fenced finish was refused: another attempt owns the job now (or it ended), so this
