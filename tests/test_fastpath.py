@@ -4,7 +4,10 @@ answers the full FastAPI stack gives."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -107,3 +110,85 @@ def test_cached_answers_still_check_the_key(server):
             time.sleep(0.2)
         assert r.status_code == 401 and r.json()["detail"] == "Invalid API key"
         assert c.get(mine["response_url"]).status_code == 401
+
+
+# -- one read per stale answer (in process, no server) ----------------------------------------
+
+
+class _Store:
+    """``snapshot`` blocks until released, and counts its calls."""
+
+    def __init__(self, job):
+        self.job = job
+        self.calls = 0
+        self.release = threading.Event()
+
+    def snapshot(self, job_id, logs_after=None):
+        self.calls += 1
+        assert self.release.wait(30)
+        if isinstance(self.job, Exception):
+            raise self.job
+        return self.job, 3, None
+
+
+def _fast_path(job):
+    from stillreel.api.fastpath import StatusFastPath
+    from stillreel.config import Settings
+    from stillreel.jobs.changes import Changes
+
+    services = SimpleNamespace(settings=Settings(auth=False), store=_Store(job), changes=Changes(),
+                               lifecycle=SimpleNamespace(on_retire=[]))
+    return StatusFastPath(services), services
+
+
+def _scope(job_id):
+    return {"type": "http", "method": "GET", "path": f"/{APP}/requests/{job_id}/status", "query_string": b"",
+            "headers": [(b"host", b"h.test")], "scheme": "http", "client": ("127.0.0.1", 1)}
+
+
+def _queued_job(job_id="r1"):
+    from stillreel.jobs.schema import QUEUED, Job
+
+    return Job(seq=1, id=job_id, endpoint_id=V2, status=QUEUED, priority=1, input={}, plan={}, engine={},
+               base_url="http://h.test", key_id=None, webhook_url=None, start_deadline=None, attempts=0,
+               worker_id=None, lease_until=None, progress=0.0, result=None, error=None, error_type=None,
+               error_status=None, created_at=0.0, started_at=None, finished_at=None, inference_time=None)
+
+
+def test_callers_of_a_stale_answer_share_one_read():
+    async def main():
+        fast, services = _fast_path(_queued_job())
+        callers = [asyncio.ensure_future(fast.answer(_scope("r1"))) for _ in range(10)]
+        await asyncio.sleep(0.05)
+        callers[0].cancel()  # one caller going away does not cancel the read of the others
+        services.store.release.set()
+        answers = await asyncio.gather(*callers[1:])
+        assert services.store.calls == 1
+        assert {a[0] for a in answers} == {answers[0][0]} and b'"queue_position":3' in answers[0][0]
+        # A change in this process: the next caller reads again, even while an older read runs.
+        services.store.release.clear()
+        services.changes.touch()
+        before = asyncio.ensure_future(fast.answer(_scope("r1")))
+        await asyncio.sleep(0.05)
+        services.changes.touch()
+        after = asyncio.ensure_future(fast.answer(_scope("r1")))
+        await asyncio.sleep(0.05)
+        services.store.release.set()
+        await asyncio.gather(before, after)
+        assert services.store.calls == 3
+
+    asyncio.run(main())
+
+
+def test_a_failed_shared_read_fails_each_caller_and_is_not_kept():
+    async def main():
+        fast, services = _fast_path(ConnectionError("database away"))
+        callers = [asyncio.ensure_future(fast.answer(_scope("r1"))) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        services.store.release.set()
+        results = await asyncio.gather(*callers, return_exceptions=True)
+        assert all(isinstance(r, ConnectionError) for r in results) and services.store.calls == 1
+        services.store.job = _queued_job()
+        assert (await fast.answer(_scope("r1")))[2] == 202 and services.store.calls == 2
+
+    asyncio.run(main())
