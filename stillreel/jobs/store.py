@@ -213,9 +213,9 @@ class JobStore:
                     status=RUNNING, worker_id=worker_id, attempts=r.attempts + 1,
                     lease_until=now + lease_s, started_at=now, progress=0.0,
                 )
-                .returning(r.id)
-            ).first()
-            return self._get(conn, row[0]) if row else None
+                .returning(*requests.c)  # the claimed row itself: no second read
+            ).mappings().first()
+            return Job(**row) if row else None
 
     def _fence(self, job: Job):
         r = requests.c
