@@ -116,3 +116,44 @@ def test_a_failed_transaction_fails_every_submit_of_the_group(store):
     assert store.get(group[0].values["id"]) is None
     # and the writer goes on
     assert store.submit(**fields())[1] == 1
+
+
+def test_no_connection_fails_every_submit_of_the_group(store, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    def away():
+        raise OperationalError("connect", {}, ConnectionRefusedError("the database is away"))
+
+    monkeypatch.setattr(store, "write", away)
+    group = [entry(), entry(max_queue=0)]
+    store._submits._write(group)
+    assert all(isinstance(e.error, OperationalError) and e.job is None for e in group)
+    with pytest.raises(OperationalError):
+        store.submit(**fields())
+
+
+def test_another_process_hears_of_a_submit_at_once(database_url):
+    """``changes.QueueWatch``: the submit of another process (here: another store, its own
+    connections) sets this process's worker wake-up and bumps its change generation."""
+    from stillreel.jobs.changes import Changes, QueueWatch
+
+    url = Settings(database_url=database_url).db_url if "postgres" in database_url else database_url
+    here, there = JobStore(url), JobStore(url)
+    changes, wake = Changes(), threading.Event()
+    watch = QueueWatch(here, changes, [wake])
+    watch.start()
+    try:
+        deadline = time.monotonic() + 30
+        while watch.heard == 0 and not here.sqlite:  # PostgreSQL: listening (it notes that once)
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.1)  # SQLite: the watch has read the version once
+        wake.clear()
+        before = changes.generation
+        there.submit(**fields())
+        assert wake.wait(30), "the submit of another process was not heard"
+        assert changes.generation > before
+    finally:
+        watch.stop()
+        here.close()
+        there.close()

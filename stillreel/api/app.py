@@ -20,7 +20,7 @@ from stillreel.api.proxy import ProxyMiddleware
 from stillreel.config import Settings
 from stillreel.endpoints.registry import ENDPOINTS
 from stillreel.engines import capabilities
-from stillreel.jobs.changes import Changes
+from stillreel.jobs.changes import Changes, QueueWatch
 from stillreel.jobs.keys import Keys
 from stillreel.jobs.outage import OutageLog
 from stillreel.jobs.store import JobStore
@@ -55,6 +55,8 @@ class Services:
             Worker(settings, self.store, self.storage, wake=self.wake, on_change=self.changes.notify)
             for _ in range(settings.workers)
         ]
+        # Submits of other processes (API replicas) wake these workers at once, not at their next poll.
+        self.queue_watch = QueueWatch(self.store, self.changes, [self.wake]) if self.workers else None
         self._threads: list[threading.Thread] = []
         self._worker_threads: dict[int, threading.Thread] = {}
         self._stop = threading.Event()
@@ -63,6 +65,8 @@ class Services:
     def start(self) -> None:
         for worker in self.workers:
             self._start_worker(worker)
+        if self.queue_watch is not None:
+            self.queue_watch.start()
         self._spawn(self.dispatcher.run, "stillreel-webhooks")
         self._spawn(self._housekeeping, "stillreel-housekeeping")
         self.started = True
@@ -126,6 +130,8 @@ class Services:
         for worker in self.workers:
             worker.stop()
         self.dispatcher.stop()
+        if self.queue_watch is not None:
+            self.queue_watch.stop()
         for thread in self._threads:
             thread.join(15)
         self.store.close()

@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 
+from stillreel.jobs.changes import QUEUE_CHANNEL
 from stillreel.jobs.schema import QUEUED, Job, QueueFull
 
 MAX_GROUP = 64  # rows per transaction (SQLite's statement parameters: 15 per row)
@@ -102,9 +103,12 @@ class GroupWriter:
                 if accepted:
                     params = tuple(v for entry in accepted for v in entry.params)
                     seqs = dict(conn.exec_driver_sql(self._insert(len(accepted)), params).all())
+                    if self._pg:  # other processes' idle workers: changes.QueueWatch (sent at commit)
+                        conn.exec_driver_sql(f"NOTIFY {QUEUE_CHANNEL}")
         except BaseException as exc:
-            for entry in accepted:
-                entry.error = exc
+            for entry in group:  # all of them: it may have failed before any was accepted (no connection)
+                if entry.error is None:
+                    entry.error = exc
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt and the like stop this thread, as before
         else:
