@@ -5,6 +5,7 @@ answers the full FastAPI stack gives."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from types import SimpleNamespace
@@ -192,3 +193,31 @@ def test_a_failed_shared_read_fails_each_caller_and_is_not_kept():
         assert (await fast.answer(_scope("r1")))[2] == 202 and services.store.calls == 2
 
     asyncio.run(main())
+
+
+def test_fast_submits_equal_the_full_stack(client, server):
+    def pair(headers=None, **kw):
+        fast = client.post(f"/queue/{V2}", **kw, headers=headers or {})
+        full = client.post(f"/queue/{V2}", **kw, headers={**(headers or {}), "Origin": "http://example.test"})
+        return fast, full
+
+    fast, full = pair(json={"prompt": "frames=2", "image_url": IMAGE})
+    assert fast.status_code == full.status_code == 200
+    a, b = fast.json(), full.json()
+    assert a.keys() == b.keys() and a["status"] == "IN_QUEUE" and a["request_id"] != b["request_id"]
+    assert a["status_url"].replace(a["request_id"], "") == b["status_url"].replace(b["request_id"], "")
+    assert fast.headers["x-fal-request-id"] == a["request_id"] and fast.headers["vary"] == "Origin"
+    assert full.headers["access-control-allow-origin"] == "*" and "access-control-allow-origin" not in fast.headers
+    # Errors: the same status, body and headers as the stack's own handlers give.
+    for kw in ({"json": {"prompt": "frames=2"}}, {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+               {"json": {"prompt": "frames=2", "image_url": IMAGE}, "params": {"fal_webhook": "http://127.0.0.1/x"}},
+               {"json": {"prompt": "frames=2", "image_url": IMAGE}, "params": {"fal_max_queue_length": "0"}}):
+        fast, full = pair(**kw)
+        assert fast.status_code == full.status_code and fast.status_code in (422, 503), fast.text
+        assert re.sub(rb"\d+", b"N", fast.content) == re.sub(rb"\d+", b"N", full.content)  # queue lengths move
+        assert {k: v for k, v in fast.headers.items() if k not in ("date", "content-length")} == {
+            k: v for k, v in full.headers.items() if not k.startswith("access-control") and k not in ("date", "content-length")}
+    # Callers the fast path does not know go down the stack: 401 in fal's shape, unknown endpoints 404.
+    r = httpx.post(f"{server.url}/queue/{V2}", json={"prompt": "frames=2", "image_url": IMAGE})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Key"
+    assert client.post("/queue/fal-ai/nope/v1", json={}).status_code == 404
