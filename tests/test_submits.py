@@ -132,9 +132,9 @@ def test_no_connection_fails_every_submit_of_the_group(store, monkeypatch):
         store.submit(**fields())
 
 
-def test_another_process_hears_of_a_submit_at_once(database_url):
-    """``changes.QueueWatch``: the submit of another process (here: another store, its own
-    connections) sets this process's worker wake-up and bumps its change generation."""
+def test_another_process_hears_of_a_submit_and_a_claim_at_once(database_url):
+    """``changes.QueueWatch``: the submit or claim of another process (here: another store, its
+    own connections) sets this process's worker wake-up and bumps its change generation."""
     from stillreel.jobs.changes import Changes, QueueWatch
 
     url = Settings(database_url=database_url).db_url if "postgres" in database_url else database_url
@@ -153,6 +153,11 @@ def test_another_process_hears_of_a_submit_at_once(database_url):
         there.submit(**fields())
         assert wake.wait(30), "the submit of another process was not heard"
         assert changes.generation > before
+        # A claim moves the queue and ends a queued answer: heard too (API replicas' fast paths).
+        time.sleep(0.1)
+        wake.clear()
+        assert there.claim("w", 30) is not None
+        assert wake.wait(30), "the claim of another process was not heard"
     finally:
         watch.stop()
         here.close()

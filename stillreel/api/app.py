@@ -55,8 +55,9 @@ class Services:
             Worker(settings, self.store, self.storage, wake=self.wake, on_change=self.changes.notify)
             for _ in range(settings.workers)
         ]
-        # Submits of other processes (API replicas) wake these workers at once, not at their next poll.
-        self.queue_watch = QueueWatch(self.store, self.changes, [self.wake]) if self.workers else None
+        # Other processes' submits and claims: this process's workers wake at once, and its status
+        # fast path re-reads queued answers (API-only replicas too), not at the next poll / 0.1 s.
+        self.queue_watch = QueueWatch(self.store, self.changes, [self.wake])
         self._threads: list[threading.Thread] = []
         self._worker_threads: dict[int, threading.Thread] = {}
         self._stop = threading.Event()
@@ -65,8 +66,7 @@ class Services:
     def start(self) -> None:
         for worker in self.workers:
             self._start_worker(worker)
-        if self.queue_watch is not None:
-            self.queue_watch.start()
+        self.queue_watch.start()
         self._spawn(self.dispatcher.run, "stillreel-webhooks")
         self._spawn(self._housekeeping, "stillreel-housekeeping")
         self.started = True
@@ -130,8 +130,7 @@ class Services:
         for worker in self.workers:
             worker.stop()
         self.dispatcher.stop()
-        if self.queue_watch is not None:
-            self.queue_watch.stop()
+        self.queue_watch.stop()
         for thread in self._threads:
             thread.join(15)
         self.store.close()
@@ -144,6 +143,8 @@ def create_app(settings: Settings, *, run_services: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI):
         if run_services:
             services.start()
+        else:
+            services.queue_watch.start()
         yield
         services.stop()
 

@@ -19,6 +19,7 @@ import time
 import sqlalchemy as sa
 
 from stillreel.jobs.bytecache import ByteBoundedCache, json_size
+from stillreel.jobs.changes import QUEUE_CHANNEL
 from stillreel.jobs.submits import GroupWriter
 from stillreel.jobs.schema import (
     ACTIVE, CANCELED, CANCELING, FAILED, QUEUED, RUNNING, SUCCEEDED, Failure, Job, QueueFull,
@@ -215,6 +216,8 @@ class JobStore:
                 )
                 .returning(*requests.c)  # the claimed row itself: no second read
             ).mappings().first()
+            if row is not None and not self.sqlite:  # other processes' status answers (changes.QueueWatch)
+                conn.exec_driver_sql(f"NOTIFY {QUEUE_CHANNEL}")
             return Job(**row) if row else None
 
     def _fence(self, job: Job):
