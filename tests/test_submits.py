@@ -69,8 +69,9 @@ def test_concurrent_submits_get_every_position_once_in_submit_order(store):
 
 
 def test_waiting_submits_share_one_transaction(store):
-    commits = []
-    event.listen(store.engine, "commit", lambda conn: commits.append(1))
+    inserts = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, *rest: inserts.append(1) if "INSERT INTO requests" in sql else None)
     writer = store._submits
     out = []
     with writer._writer:  # a group being written: these five wait for it
@@ -83,7 +84,7 @@ def test_waiting_submits_share_one_transaction(store):
             time.sleep(0.01)
     for t in threads:
         t.join()
-    assert len(commits) == 1
+    assert len(inserts) == 1  # one statement (and one transaction) for the five
     assert sorted(position for _, position in out) == [0, 1, 2, 3, 4]
 
 
@@ -125,9 +126,10 @@ def test_no_connection_fails_every_submit_of_the_group(store, monkeypatch):
         raise OperationalError("connect", {}, ConnectionRefusedError("the database is away"))
 
     monkeypatch.setattr(store, "write", away)
-    group = [entry(), entry(max_queue=0)]
-    store._submits._write(group)
-    assert all(isinstance(e.error, OperationalError) and e.job is None for e in group)
+    monkeypatch.setattr(store.engine, "connect", away)  # PostgreSQL's one-statement path
+    for group in ([entry(), entry(max_queue=0)], [entry(), entry()]):
+        store._submits._write(group)
+        assert all(isinstance(e.error, OperationalError) and e.job is None for e in group)
     with pytest.raises(OperationalError):
         store.submit(**fields())
 
