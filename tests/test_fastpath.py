@@ -71,6 +71,7 @@ def test_fast_answers_equal_the_full_stack(client, server):
             assert r.content == full.content
             assert r.headers["content-type"] == full.headers["content-type"] == "application/json"
             assert r.headers["x-fal-request-id"] == sub["request_id"]
+            assert r.headers["vary"] == full.headers["vary"] == "Origin"  # as the stack's CORS layer adds it
         assert full.headers["access-control-allow-origin"] == "*"
         assert "x-fal-request-id" in full.headers["access-control-expose-headers"]
     # The base URL of the handed-back URLs follows each caller's Host, cached or not.
