@@ -22,7 +22,7 @@ from stillreel.jobs.bytecache import ByteBoundedCache, json_size
 from stillreel.jobs.changes import QUEUE_CHANNEL
 from stillreel.jobs.submits import GroupWriter
 from stillreel.jobs.schema import (
-    ACTIVE, CANCELED, CANCELING, FAILED, QUEUED, RUNNING, SUCCEEDED, Failure, Job, QueueFull,
+    ACTIVE, CANCELED, CANCELING, FAILED, QUEUED, RUNNING, SUCCEEDED, Failure, Job,
     cancelled_failure, create_schema, make_engine, request_logs, requests, webhook_outbox,
 )
 
