@@ -1,7 +1,8 @@
 """API benchmark with a real load generator (``wrk``): three servers side by side in one run.
 
     .venv/bin/python bench/api.py [--seconds 3] [--connections 16] [--database-url postgresql://…]
-                                  [--baseline-tree DIR] [--profile DIR] [--samples 30]
+                                  [--baseline-tree DIR] [--profile DIR] [--samples 30] [--rounds 3]
+                                  [--api-processes 4] [--json FILE]
 
 Servers, each one uvicorn process (httptools + uvloop), started in the same run:
 
@@ -18,7 +19,11 @@ a finished request, of a queued one (``queue_position``), of a running one with 
 a finished request; submit (a wrk Lua script POSTing a real body: every submit queues a request,
 behind the running one, so the worker stays out of the figure).
 Before those, submit → IN_PROGRESS latency with an idle worker (the time from sending the submit to the first
-status poll that says IN_PROGRESS). wrk runs on the same cores as the servers.
+status poll that says IN_PROGRESS), also through the API-only processes with ``--api-processes N`` (their
+submits are run by the ``stillreel serve`` worker, another process). wrk runs on the same cores as the
+servers. ``--rounds R`` repeats every case on every server R times (each round back to back on all of
+them) and reports medians: each ratio is the median of the ratios taken within one round, which is
+what stays comparable on a loaded machine.
 
 Goals (issue 13): status ≥ 0.5× raw ASGI for finished and queued requests; submits ≥ 0.5× the FastAPI
 route; submit → IN_PROGRESS p50 ≤ 20 ms.
@@ -198,17 +203,17 @@ def upload_image(c: httpx.Client) -> str:
     return r.json()["access_url"]
 
 
-def submit_latency(server: LiveServer, image: str, samples: int) -> list[float]:
+def submit_latency(client: httpx.Client, image: str, samples: int) -> list[float]:
+    """Submit → the first status poll that says IN_PROGRESS, idle worker, ``samples`` times (ms)."""
     out = []
-    with server.http() as c:
-        for _ in range(samples):
-            t0 = time.perf_counter()
-            sub = submit(c, "frames=2 delay=0.01", image)
-            while c.get(sub["status_url"]).json()["status"] == "IN_QUEUE":
-                pass
-            out.append((time.perf_counter() - t0) * 1000)
-            wait_status(c, sub, "COMPLETED")
-            time.sleep(0.1)  # idle worker again
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        sub = submit(client, "frames=2 delay=0.01", image)
+        while client.get(sub["status_url"]).json()["status"] == "IN_QUEUE":
+            pass
+        out.append((time.perf_counter() - t0) * 1000)
+        wait_status(client, sub, "COMPLETED")
+        time.sleep(0.1)  # idle worker again
     return out
 
 
@@ -273,6 +278,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--samples", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every case on every server this many times, back to back; report medians")
     ap.add_argument("--database-url", default=None, help="run stillreel on this database (dropped first!)")
     ap.add_argument("--baseline-tree", type=Path, default=None, help="a checkout of the code to compare with")
     ap.add_argument("--profile", type=Path, default=None, help="py-spy the stillreel servers; raw stacks here")
@@ -290,8 +297,9 @@ def main() -> None:
     env = {"STILLREEL_DATABASE_URL": args.database_url} if args.database_url else {}
     procs = []
     servers: dict[str, LiveServer] = {}
-    results: dict[str, dict] = collections.defaultdict(dict)
-    latencies = []
+    results: dict[str, dict] = collections.defaultdict(lambda: collections.defaultdict(list))
+    latencies: dict[str, list[float]] = {}
+    many = f"stillreel ×{args.api_processes}"
     try:
         raw, raw_port = start_bare(tmp, "raw")
         fa, fa_port = start_bare(tmp, "fastapi_app")
@@ -301,44 +309,48 @@ def main() -> None:
             trees["before"] = args.baseline_tree.resolve()
         reset_database(args.database_url)
         setups = {}
+        extra = {}  # name -> (base URL, the stillreel server whose database and worker it uses)
         for name, tree in trees.items():
             servers[name] = start_stillreel(tmp / name, tree, env)
             if name == "stillreel":  # first, while the worker is idle
                 with servers[name].http() as c:
-                    latencies = submit_latency(servers[name], upload_image(c), args.samples)
+                    latencies[name] = submit_latency(c, upload_image(c), args.samples)
+                if args.api_processes:  # submitted to an API-only process, run by the worker of another
+                    multi, multi_url = start_api_processes(tmp / "stillreel", env, args.api_processes)
+                    procs.append(multi)
+                    extra[many] = (multi_url, servers[name])
+                    with httpx.Client(base_url=multi_url, headers=servers[name].headers, timeout=60) as c:
+                        latencies[many] = submit_latency(c, upload_image(c), args.samples)
             setups[name] = prepare(servers[name])
-        if args.api_processes:
-            multi, multi_url = start_api_processes(tmp / "stillreel", env, args.api_processes)
-            procs.append(multi)
-            many = f"stillreel ×{args.api_processes}"
-            servers_extra = {many: (multi_url, servers["stillreel"])}
-        else:
-            servers_extra = {}
         # Every server stays up for the whole run, and each case runs on all of them back to back.
-        for case in CASES:
-            results[case]["raw ASGI"] = wrk(f"http://127.0.0.1:{raw_port}/status", args)
-            results[case]["FastAPI"] = wrk(f"http://127.0.0.1:{fa_port}/status", args)
+        for _ in range(args.rounds):
+            for case in CASES:
+                results[case]["raw ASGI"].append(wrk(f"http://127.0.0.1:{raw_port}/status", args))
+                results[case]["FastAPI"].append(wrk(f"http://127.0.0.1:{fa_port}/status", args))
+                for name, server in servers.items():
+                    prof = None
+                    if args.profile and case == "status finished":
+                        prof = profile(server.process.pid, args.seconds, args.profile / f"{name}.raw")
+                    results[case][name].append(wrk(setups[name]["urls"][case], args, server.headers))
+                    if prof:
+                        prof.wait()
+                for name, (base, sibling) in extra.items():
+                    url = setups["stillreel"]["urls"][case].replace(sibling.url, base)
+                    results[case][name].append(wrk(url, args, sibling.headers))
+            script = tmp / "bare-submit.lua"
+            script.write_text(SUBMIT_LUA % (_lua_string(json.dumps({"prompt": "frames=3", "image_url": "x"})), '"Key x"'))
+            results["submit"]["FastAPI"].append(wrk(f"http://127.0.0.1:{fa_port}/submit", args, script=script))
             for name, server in servers.items():
                 prof = None
-                if args.profile and case == "status finished":
-                    prof = profile(server.process.pid, args.seconds, args.profile / f"{name}.raw")
-                results[case][name] = wrk(setups[name]["urls"][case], args, server.headers)
+                if args.profile:
+                    prof = profile(server.process.pid, args.seconds, args.profile / f"{name}-submit.raw")
+                script = submit_script(tmp, name, setups[name]["image"], server.headers["Authorization"])
+                results["submit"][name].append(wrk(f"{server.url}/queue/{V2}", args, script=script))
                 if prof:
                     prof.wait()
-            for name, (base, sibling) in servers_extra.items():
-                url = setups["stillreel"]["urls"][case].replace(sibling.url, base)
-                results[case][name] = wrk(url, args, sibling.headers)
-        script = tmp / "bare-submit.lua"
-        script.write_text(SUBMIT_LUA % (_lua_string(json.dumps({"prompt": "frames=3", "image_url": "x"})), '"Key x"'))
-        results["submit"]["FastAPI"] = wrk(f"http://127.0.0.1:{fa_port}/submit", args, script=script)
-        for name, server in servers.items():
-            prof = None
-            if args.profile:
-                prof = profile(server.process.pid, args.seconds, args.profile / f"{name}-submit.raw")
-            script = submit_script(tmp, name, setups[name]["image"], server.headers["Authorization"])
-            results["submit"][name] = wrk(f"{server.url}/queue/{V2}", args, script=script)
-            if prof:
-                prof.wait()
+            for name, (base, sibling) in extra.items():
+                script = submit_script(tmp, "extra", setups["stillreel"]["image"], sibling.headers["Authorization"])
+                results["submit"][name].append(wrk(f"{base}/queue/{V2}", args, script=script))
     finally:
         for server in servers.values():
             server.stop()
@@ -348,30 +360,56 @@ def main() -> None:
     report(results, latencies, args)
 
 
-def report(results: dict, latencies: list[float], args) -> None:
+# Goals (issue 13): these cases against these columns, at least 0.5×.
+GOALS = {"status finished": "raw ASGI", "status queued": "raw ASGI", "submit": "FastAPI"}
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The median of each figure over the rounds (non-2xx summed)."""
+    out = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms")}
+    out["non_2xx"] = sum(r["non_2xx"] for r in runs)
+    return out
+
+
+def _ratio(row: dict, name: str, base: str) -> float | None:
+    """Median over the rounds of (name's rate / base's rate in the same round)."""
+    if not row.get(name) or not row.get(base):
+        return None
+    return statistics.median(a["rps"] / b["rps"] for a, b in zip(row[name], row[base]))
+
+
+def report(results: dict, latencies: dict[str, list[float]], args) -> None:
     db = "PostgreSQL" if args.database_url else "SQLite"
-    print(f"wrk -t1 -c{args.connections} -d{args.seconds}s --latency; {os.cpu_count()} cores; stillreel on {db}, "
-          f"auth on, one worker; load average {os.getloadavg()[0]:.1f}")
-    order = ["raw ASGI", "FastAPI", "stillreel", "before", f"stillreel ×{args.api_processes}"]
+    print(f"wrk -t1 -c{args.connections} -d{args.seconds}s --latency, {args.rounds} round(s), medians; "
+          f"{os.cpu_count()} cores; stillreel on {db}, auth on, one worker; load average {os.getloadavg()[0]:.1f}")
+    ours = ["stillreel"] + ([f"stillreel ×{args.api_processes}"] if args.api_processes else [])
+    order = ["raw ASGI", "FastAPI", "stillreel", "before", *ours[1:]]
     names = [n for n in order if any(n in r for r in results.values())]
-    print("| case | " + " | ".join(names) + " | stillreel / raw | stillreel / FastAPI |")
-    print("|---" * (len(names) + 3) + "|")
+    ratio_names = [f"{o} / {b}" for o in ours for b in ("raw", "FastAPI")]
+    print("| case | " + " | ".join(names) + " | " + " | ".join(ratio_names) + " | goal |")
+    print("|---" * (len(names) + len(ratio_names) + 2) + "|")
     for case, row in results.items():
         cells = []
         for n in names:
-            r = row.get(n)
-            if r is None or (case == "submit" and n == "raw ASGI"):
+            if not row.get(n):
                 cells.append("–")
                 continue
+            r = _median_run(row[n])
             bad = f", {r['non_2xx']} non-2xx" if r["non_2xx"] else ""
             cells.append(f"{r['rps']:,.0f} req/s (p50 {r['p50_ms']:.2f} / p99 {r['p99_ms']:.2f} ms{bad})")
-        ours = row.get("stillreel", {}).get("rps", 0)
-        vs_raw = f"{ours / row['raw ASGI']['rps']:.2f}×" if case != "submit" else "–"
-        print(f"| {case} | " + " | ".join(cells) + f" | {vs_raw} | {ours / row['FastAPI']['rps']:.2f}× |")
-    if latencies:
-        p95 = sorted(latencies)[int(0.95 * (len(latencies) - 1))]
-        print(f"submit -> IN_PROGRESS ({len(latencies)} samples, idle worker): p50 {statistics.median(latencies):.1f} ms, "
-              f"p95 {p95:.1f} ms (goal p50 <= 20 ms)")
+        ratios, verdicts = [], []
+        for o in ours:
+            for b, base in (("raw", "raw ASGI"), ("FastAPI", "FastAPI")):
+                value = _ratio(row, o, base)
+                ratios.append("–" if value is None else f"{value:.2f}×")
+                if GOALS.get(case) == base and value is not None:
+                    verdicts.append(f"{o}: {'✓' if value >= 0.5 else '✗'} ≥ 0.5× {b}")
+        print(f"| {case} | " + " | ".join(cells) + " | " + " | ".join(ratios) + f" | {'; '.join(verdicts) or '–'} |")
+    for name, values in latencies.items():
+        p95 = sorted(values)[int(0.95 * (len(values) - 1))]
+        p50 = statistics.median(values)
+        print(f"submit -> IN_PROGRESS via {name} ({len(values)} samples, idle worker): p50 {p50:.1f} ms, "
+              f"p95 {p95:.1f} ms ({'✓' if p50 <= 20 else '✗'} goal p50 <= 20 ms)")
     if args.profile:
         for path in sorted(args.profile.glob("*.raw")):
             own, inclusive = summarize_profile(path)

@@ -278,7 +278,11 @@ def worker(
     if store is None:
         return
     storage = open_storage(settings)
-    pool.extend(Worker(settings, store, storage, endpoints=endpoint or None) for _ in range(workers))
+    from stillreel.jobs.changes import Changes, QueueWatch
+
+    wake = threading.Event()  # set when another process (an API replica) commits a submit
+    pool.extend(Worker(settings, store, storage, endpoints=endpoint or None, wake=wake) for _ in range(workers))
+    QueueWatch(store, Changes(), [wake]).start()
     threads = {i: threading.Thread(target=w.run, name=f"worker-{i}") for i, w in enumerate(pool)}
     for t in threads.values():
         t.start()

@@ -4,7 +4,11 @@ answers the full FastAPI stack gives."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import threading
 import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -67,6 +71,7 @@ def test_fast_answers_equal_the_full_stack(client, server):
             assert r.content == full.content
             assert r.headers["content-type"] == full.headers["content-type"] == "application/json"
             assert r.headers["x-fal-request-id"] == sub["request_id"]
+            assert r.headers["vary"] == full.headers["vary"] == "Origin"  # as the stack's CORS layer adds it
         assert full.headers["access-control-allow-origin"] == "*"
         assert "x-fal-request-id" in full.headers["access-control-expose-headers"]
     # The base URL of the handed-back URLs follows each caller's Host, cached or not.
@@ -107,3 +112,113 @@ def test_cached_answers_still_check_the_key(server):
             time.sleep(0.2)
         assert r.status_code == 401 and r.json()["detail"] == "Invalid API key"
         assert c.get(mine["response_url"]).status_code == 401
+
+
+# -- one read per stale answer (in process, no server) ----------------------------------------
+
+
+class _Store:
+    """``snapshot`` blocks until released, and counts its calls."""
+
+    def __init__(self, job):
+        self.job = job
+        self.calls = 0
+        self.release = threading.Event()
+
+    def snapshot(self, job_id, logs_after=None):
+        self.calls += 1
+        assert self.release.wait(30)
+        if isinstance(self.job, Exception):
+            raise self.job
+        return self.job, 3, None
+
+
+def _fast_path(job):
+    from stillreel.api.fastpath import StatusFastPath
+    from stillreel.config import Settings
+    from stillreel.jobs.changes import Changes
+
+    services = SimpleNamespace(settings=Settings(auth=False), store=_Store(job), changes=Changes(),
+                               lifecycle=SimpleNamespace(on_retire=[]))
+    return StatusFastPath(services), services
+
+
+def _scope(job_id):
+    return {"type": "http", "method": "GET", "path": f"/{APP}/requests/{job_id}/status", "query_string": b"",
+            "headers": [(b"host", b"h.test")], "scheme": "http", "client": ("127.0.0.1", 1)}
+
+
+def _queued_job(job_id="r1"):
+    from stillreel.jobs.schema import QUEUED, Job
+
+    return Job(seq=1, id=job_id, endpoint_id=V2, status=QUEUED, priority=1, input={}, plan={}, engine={},
+               base_url="http://h.test", key_id=None, webhook_url=None, start_deadline=None, attempts=0,
+               worker_id=None, lease_until=None, progress=0.0, result=None, error=None, error_type=None,
+               error_status=None, created_at=0.0, started_at=None, finished_at=None, inference_time=None)
+
+
+def test_callers_of_a_stale_answer_share_one_read():
+    async def main():
+        fast, services = _fast_path(_queued_job())
+        callers = [asyncio.ensure_future(fast.answer(_scope("r1"))) for _ in range(10)]
+        await asyncio.sleep(0.05)
+        callers[0].cancel()  # one caller going away does not cancel the read of the others
+        services.store.release.set()
+        answers = await asyncio.gather(*callers[1:])
+        assert services.store.calls == 1
+        assert {a[0] for a in answers} == {answers[0][0]} and b'"queue_position":3' in answers[0][0]
+        # A change in this process: the next caller reads again, even while an older read runs.
+        services.store.release.clear()
+        services.changes.touch()
+        before = asyncio.ensure_future(fast.answer(_scope("r1")))
+        await asyncio.sleep(0.05)
+        services.changes.touch()
+        after = asyncio.ensure_future(fast.answer(_scope("r1")))
+        await asyncio.sleep(0.05)
+        services.store.release.set()
+        await asyncio.gather(before, after)
+        assert services.store.calls == 3
+
+    asyncio.run(main())
+
+
+def test_a_failed_shared_read_fails_each_caller_and_is_not_kept():
+    async def main():
+        fast, services = _fast_path(ConnectionError("database away"))
+        callers = [asyncio.ensure_future(fast.answer(_scope("r1"))) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        services.store.release.set()
+        results = await asyncio.gather(*callers, return_exceptions=True)
+        assert all(isinstance(r, ConnectionError) for r in results) and services.store.calls == 1
+        services.store.job = _queued_job()
+        assert (await fast.answer(_scope("r1")))[2] == 202 and services.store.calls == 2
+
+    asyncio.run(main())
+
+
+def test_fast_submits_equal_the_full_stack(client, server):
+    def pair(headers=None, **kw):
+        fast = client.post(f"/queue/{V2}", **kw, headers=headers or {})
+        full = client.post(f"/queue/{V2}", **kw, headers={**(headers or {}), "Origin": "http://example.test"})
+        return fast, full
+
+    fast, full = pair(json={"prompt": "frames=2", "image_url": IMAGE})
+    assert fast.status_code == full.status_code == 200
+    a, b = fast.json(), full.json()
+    assert a.keys() == b.keys() and a["status"] == "IN_QUEUE" and a["request_id"] != b["request_id"]
+    assert a["status_url"].replace(a["request_id"], "") == b["status_url"].replace(b["request_id"], "")
+    assert fast.headers["x-fal-request-id"] == a["request_id"] and fast.headers["vary"] == "Origin"
+    assert full.headers["access-control-allow-origin"] == "*" and "access-control-allow-origin" not in fast.headers
+    # Errors: the same status, body and headers as the stack's own handlers give.
+    for kw in ({"json": {"prompt": "frames=2"}}, {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+               {"json": {"prompt": "frames=2", "image_url": IMAGE}, "params": {"fal_webhook": "http://127.0.0.1/x"}},
+               {"json": {"prompt": "frames=2", "image_url": IMAGE}, "params": {"fal_max_queue_length": "0"}}):
+        fast, full = pair(**kw)
+        assert fast.status_code == full.status_code and fast.status_code in (422, 503), fast.text
+        assert re.sub(rb"\d+", b"N", fast.content) == re.sub(rb"\d+", b"N", full.content)  # queue lengths move
+        assert {k: v for k, v in fast.headers.items() if k not in ("date", "content-length")} == {
+            k: v for k, v in full.headers.items() if not k.startswith("access-control") and k not in ("date", "content-length")}
+    # Callers the fast path does not know go down the stack: 401 in fal's shape, unknown endpoints 404.
+    r = httpx.post(f"{server.url}/queue/{V2}", json={"prompt": "frames=2", "image_url": IMAGE})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Key"
+    assert client.post("/queue/fal-ai/nope/v1", json={}).status_code == 404

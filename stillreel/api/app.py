@@ -35,6 +35,8 @@ def create_app(settings: Settings, *, run_services: bool = True, services: Servi
     async def lifespan(app: FastAPI):
         if run_services:
             services.start()
+        else:
+            services.queue_watch.start()
         yield
         services.stop()
 

@@ -18,7 +18,7 @@ from stillreel.config import Settings
 from stillreel.endpoints.registry import ENDPOINTS
 from stillreel.engines import capabilities
 from stillreel.engines.base import Capabilities
-from stillreel.jobs.changes import Changes, StreamFeed
+from stillreel.jobs.changes import Changes, QueueWatch, StreamFeed
 from stillreel.jobs.keys import Keys, secret_bytes, server_secret
 from stillreel.jobs.outage import OutageLog
 from stillreel.jobs import uploads
@@ -62,6 +62,9 @@ class Services:
             Worker(settings, self.store, self.storage, wake=self.wake, on_change=self.changes.notify)
             for _ in range(settings.workers)
         ]
+        # Other processes' submits and claims: this process's workers wake at once, and its status
+        # fast path re-reads queued answers (API-only replicas too), not at the next poll / 0.1 s.
+        self.queue_watch: QueueWatch = QueueWatch(self.store, self.changes, [self.wake])
         self._threads: list[threading.Thread] = []
         self._worker_threads: dict[int, threading.Thread] = {}
         self._stop = threading.Event()
@@ -84,6 +87,7 @@ class Services:
     def start(self) -> None:
         for worker in self.workers:
             self._start_worker(worker)
+        self.queue_watch.start()
         self._spawn(self.dispatcher.run, "stillreel-webhooks")
         self._spawn(self._housekeeping, "stillreel-housekeeping")
         self.started = True
@@ -151,6 +155,7 @@ class Services:
         for worker in self.workers:
             worker.stop()
         self.dispatcher.stop()
+        self.queue_watch.stop()
         for thread in self._threads:
             thread.join(15)
         self.store.close()

@@ -167,3 +167,88 @@ def read_marks(store, job_ids: list[str]) -> tuple[dict[str, tuple], tuple]:
             sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(r.seq), 0)).where(r.status == QUEUED)
         ).one()
     return out, tuple(queue)
+
+
+QUEUE_CHANNEL = "stillreel_queue"  # PostgreSQL NOTIFY channel: submits (submits.GroupWriter) and claims
+
+
+class QueueWatch:
+    """Hears of submits and claims committed by *other* processes: this process's idle workers
+    claim new requests at once rather than at their next poll (0.5 s), and its status fast path
+    re-reads queued answers at once rather than after their 0.1 s: ``wake`` is set and the change
+    generation bumped. (Through an API replica, submit → IN_PROGRESS took 121 ms without it.)
+
+    PostgreSQL: ``LISTEN`` on ``QUEUE_CHANNEL``, which every group of submits and every claim
+    notifies in its transaction (delivered at commit). SQLite has no notifications: ``PRAGMA data_version``, which
+    changes when another connection commits, read every ``poll_s`` (a few microseconds, no lock).
+    Either way this process's own commits are heard too; an extra wake-up costs one empty claim.
+    While the database is away it retries with backoff; the workers' own polling goes on.
+    """
+
+    def __init__(self, store, changes: Changes, wakes: list[threading.Event], poll_s: float = 0.01):
+        self.store = store
+        self.changes = changes
+        self.wakes = wakes
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.heard = 0  # changes heard (tests)
+
+    def start(self) -> None:
+        target = self._sqlite if self.store.sqlite else self._postgres
+        self._thread = threading.Thread(target=self._guarded, args=(target,), name="stillreel-queue-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _changed(self) -> None:
+        self.heard += 1
+        self.changes.touch()
+        for wake in self.wakes:
+            wake.set()
+
+    def _guarded(self, target) -> None:
+        from stillreel.jobs.outage import Backoff, OutageLog
+
+        backoff, outage = Backoff(cap=10.0), OutageLog(log, "queue watch")
+        while not self._stop.is_set():
+            try:
+                target(outage)
+            except Exception as exc:
+                outage.failed(exc)
+                self._stop.wait(backoff.next())
+            else:
+                backoff.reset()
+
+    def _sqlite(self, outage) -> None:
+        conn = self.store.db.raw_connection()  # its own connection, for as long as this runs
+        try:
+            seen = None
+            while not self._stop.is_set():
+                cur = conn.cursor()
+                version = cur.execute("PRAGMA data_version").fetchone()[0]
+                cur.close()
+                outage.ok()
+                if seen is not None and version != seen:
+                    self._changed()
+                seen = version
+                self._stop.wait(self.poll_s)
+        finally:
+            conn.close()
+
+    def _postgres(self, outage) -> None:
+        import psycopg
+
+        url = self.store.db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f"LISTEN {QUEUE_CHANNEL}")
+            outage.ok()
+            self._changed()  # whatever was submitted while nobody listened
+            while not self._stop.is_set():
+                for _ in conn.notifies(timeout=1.0):
+                    self._changed()
+                    if self._stop.is_set():
+                        break

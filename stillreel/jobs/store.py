@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 import sqlalchemy as sa
 
 from stillreel.jobs.bytecache import ByteBoundedCache, json_size
 from stillreel.jobs import outbox
+from stillreel.jobs.changes import QUEUE_CHANNEL
+from stillreel.jobs.submits import GroupWriter
 from stillreel.jobs.schema import (
-    ACTIVE, CANCELED, CANCELING, FAILED, QUEUED, RUNNING, SUCCEEDED, Failure, Job, QueueFull,
+    ACTIVE, CANCELED, CANCELING, FAILED, QUEUED, RUNNING, SUCCEEDED, Failure, Job,
     create_schema, make_engine, request_logs, requests,
 )
 
@@ -41,6 +42,7 @@ class JobStore:
         # busy handler, which sleeps in growing steps (submits under load: p99 > 1 s without it).
         self._write_lock = threading.RLock() if self.sqlite else None
         create_schema(self.db)
+        self._submits = GroupWriter(self)
 
     def close(self) -> None:
         self.db.dispose()
@@ -78,29 +80,15 @@ class JobStore:
         max_queue: int | None = None,
         hold_until: float | None = None,
     ) -> tuple[Job, int]:
-        """Queue a request; returns it with its queue position (one transaction).
+        """Queue a request; returns it with its queue position (``submits.GroupWriter``: one
+        transaction for every submit waiting at the moment).
 
-        ``hold_until`` (fault injection's queue_delay): no worker claims it before then. Kept in
-        ``lease_until``, which a QUEUED row otherwise never has (release and re-queue clear it)."""
-        job_id = str(uuid.uuid4())
-        now = time.time()
-        with self.write() as conn:
-            if max_queue is not None:
-                waiting = conn.execute(
-                    sa.select(sa.func.count()).select_from(requests).where(requests.c.status == QUEUED)
-                ).scalar_one()
-                if waiting >= max_queue:
-                    raise QueueFull(waiting)
-            conn.execute(
-                requests.insert().values(
-                    id=job_id, endpoint_id=endpoint_id, status=QUEUED, priority=priority, input=input,
-                    plan=plan, engine=engine, base_url=base_url, key_id=key_id, webhook_url=webhook_url,
-                    start_deadline=start_deadline, attempts=0, progress=0.0, created_at=now,
-                    lease_until=hold_until,
-                )
-            )
-            job = self._get(conn, job_id)
-            return job, self._position(conn, job)
+        ``hold_until`` (fault injection's queue_delay): no worker claims it before then."""
+        return self._submits.submit(
+            endpoint_id=endpoint_id, input=input, plan=plan, engine=engine, base_url=base_url, priority=priority,
+            key_id=key_id, webhook_url=webhook_url, start_deadline=start_deadline, max_queue=max_queue,
+            hold_until=hold_until,
+        )
 
     def _get(self, conn, job_id: str) -> Job | None:
         row = conn.execute(sa.select(requests).where(requests.c.id == job_id)).mappings().first()
@@ -132,14 +120,14 @@ class JobStore:
             return self._position(conn, job)
 
     def _position(self, conn, job: Job) -> int:
-        """Rows ahead of ``job`` in the queue: higher priority first, then submit order."""
+        """Rows ahead of ``job`` in the queue: higher priority first, then submit order. Two
+        counts, each one range of the (status, priority, seq) index: with the OR of the two in
+        one WHERE, SQLite scanned every queued row of this priority and above (3x slower at 18,000
+        queued) and PostgreSQL every queued row."""
         r = requests.c
-        return conn.execute(
-            sa.select(sa.func.count()).select_from(requests).where(
-                r.status == QUEUED,
-                sa.or_(r.priority > job.priority, sa.and_(r.priority == job.priority, r.seq < job.seq)),
-            )
-        ).scalar_one()
+        higher = sa.select(sa.func.count()).where(r.status == QUEUED, r.priority > job.priority)
+        older = sa.select(sa.func.count()).where(r.status == QUEUED, r.priority == job.priority, r.seq < job.seq)
+        return conn.execute(sa.select(higher.scalar_subquery() + older.scalar_subquery())).scalar_one()
 
     def logs(self, job_id: str, after: int = 0) -> list[dict]:
         hit = self._final.get(job_id)
@@ -226,9 +214,11 @@ class JobStore:
                     status=RUNNING, worker_id=worker_id, attempts=r.attempts + 1,
                     lease_until=now + lease_s, started_at=now, progress=0.0,
                 )
-                .returning(r.id)
-            ).first()
-            return self._get(conn, row[0]) if row else None
+                .returning(*requests.c)  # the claimed row itself: no second read
+            ).mappings().first()
+            if row is not None and not self.sqlite:  # other processes' status answers (changes.QueueWatch)
+                conn.exec_driver_sql(f"NOTIFY {QUEUE_CHANNEL}")
+            return Job(**row) if row else None
 
     def _fence(self, job: Job):
         r = requests.c

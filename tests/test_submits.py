@@ -1,0 +1,166 @@
+"""Group commit of submits (stillreel/jobs/submits.py) on SQLite and PostgreSQL: the submits waiting
+together share one transaction, and each gets the row, position and errors it would have got alone."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
+
+from stillreel.config import Settings
+from stillreel.jobs.schema import PRIORITIES, QueueFull
+from stillreel.jobs.store import JobStore
+from stillreel.jobs.submits import _Submit
+
+
+@pytest.fixture
+def store(database_url):
+    s = JobStore(Settings(database_url=database_url).db_url if "postgres" in database_url else database_url)
+    yield s
+    s.close()
+
+
+def fields(priority="normal", **kw):
+    return dict(endpoint_id="fal-ai/kling-video/v2/master/image-to-video", input={"prompt": "p", "n": [1, 2]},
+                plan={"kind": "i2v"}, engine={"name": "motion"}, base_url="http://127.0.0.1:1",
+                priority=PRIORITIES[priority], key_id=None, webhook_url=None, start_deadline=None, max_queue=None,
+                hold_until=None) | kw
+
+
+def entry(priority="normal", max_queue=None, **kw) -> _Submit:
+    f = fields(priority, **kw)
+    values = {k: f[k] for k in ("endpoint_id", "priority", "input", "plan", "engine", "base_url", "key_id",
+                                "webhook_url", "start_deadline")}
+    values.update(id=kw.get("id") or f"id-{time.monotonic_ns()}-{priority}", status="QUEUED", attempts=0,
+                  progress=0.0, created_at=time.time(), lease_until=None)
+    return _Submit(values, max_queue)
+
+
+def test_the_returned_job_is_the_stored_row(store):
+    job, position = store.submit(**fields(key_id="k1", webhook_url="https://example.com/h", start_deadline=123.5,
+                                          hold_until=99.25))
+    assert position == 0
+    assert store.get(job.id) == job
+    assert job.lease_until == 99.25 and job.attempts == 0 and job.status == "QUEUED"
+
+
+def test_concurrent_submits_get_every_position_once_in_submit_order(store):
+    results = []
+    lock = threading.Lock()
+
+    def submitter():
+        for _ in range(15):
+            out = store.submit(**fields())
+            with lock:
+                results.append(out)
+
+    threads = [threading.Thread(target=submitter) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    by_seq = sorted(results, key=lambda r: r[0].seq)
+    assert [position for _, position in by_seq] == list(range(120))
+    for job, position in by_seq[::17]:
+        assert store.get(job.id) == job and store.position(job) == position  # nothing claimed yet
+
+
+def test_waiting_submits_share_one_transaction(store):
+    inserts = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda conn, cursor, sql, *rest: inserts.append(1) if "INSERT INTO requests" in sql else None)
+    writer = store._submits
+    out = []
+    with writer._writer:  # a group being written: these five wait for it
+        threads = [threading.Thread(target=lambda: out.append(store.submit(**fields()))) for _ in range(5)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(writer._waiting) < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    for t in threads:
+        t.join()
+    assert len(inserts) == 1  # one statement (and one transaction) for the five
+    assert sorted(position for _, position in out) == [0, 1, 2, 3, 4]
+
+
+def test_positions_in_a_group_are_those_of_submits_one_after_the_other(store):
+    store.submit(**fields("normal"))  # already queued: ahead of every normal and low submit
+    group = [entry("normal"), entry("high"), entry("normal"), entry("low"), entry("high")]
+    store._submits._write(group)
+    # one after the other: 1 (the queued one), 0, 3 (two normal + one high), 4, 1 (the first high)
+    assert [e.position for e in group] == [1, 0, 3, 4, 1]
+    assert all(e.error is None and store.get(e.job.id) == e.job for e in group)
+    # the last one's is still what the store computes now (the others moved behind later highs)
+    assert store.position(group[4].job) == 1 and store.position(group[3].job) == 5
+
+
+def test_max_queue_counts_the_submits_before_it_in_the_same_group(store):
+    store.submit(**fields())
+    group = [entry(max_queue=3), entry(max_queue=3), entry(max_queue=3), entry()]
+    store._submits._write(group)
+    assert [type(e.error).__name__ if e.error else e.position for e in group] == [1, 2, "QueueFull", 3]
+    assert group[2].error.length == 3 and group[2].job is None
+    with pytest.raises(QueueFull):
+        store.submit(**fields(max_queue=4))
+
+
+def test_a_failed_transaction_fails_every_submit_of_the_group(store):
+    taken, _ = store.submit(**fields())
+    group = [entry(), entry(id=taken.id)]  # the second breaks the unique id: the insert fails whole
+    store._submits._write(group)
+    assert all(isinstance(e.error, IntegrityError) and e.job is None and e.done for e in group)
+    assert store.get(group[0].values["id"]) is None
+    # and the writer goes on
+    assert store.submit(**fields())[1] == 1
+
+
+def test_no_connection_fails_every_submit_of_the_group(store, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    def away():
+        raise OperationalError("connect", {}, ConnectionRefusedError("the database is away"))
+
+    monkeypatch.setattr(store, "write", away)
+    monkeypatch.setattr(store.engine, "connect", away)  # PostgreSQL's one-statement path
+    for group in ([entry(), entry(max_queue=0)], [entry(), entry()]):
+        store._submits._write(group)
+        assert all(isinstance(e.error, OperationalError) and e.job is None for e in group)
+    with pytest.raises(OperationalError):
+        store.submit(**fields())
+
+
+def test_another_process_hears_of_a_submit_and_a_claim_at_once(database_url):
+    """``changes.QueueWatch``: the submit or claim of another process (here: another store, its
+    own connections) sets this process's worker wake-up and bumps its change generation."""
+    from stillreel.jobs.changes import Changes, QueueWatch
+
+    url = Settings(database_url=database_url).db_url if "postgres" in database_url else database_url
+    here, there = JobStore(url), JobStore(url)
+    changes, wake = Changes(), threading.Event()
+    watch = QueueWatch(here, changes, [wake])
+    watch.start()
+    try:
+        deadline = time.monotonic() + 30
+        while watch.heard == 0 and not here.sqlite:  # PostgreSQL: listening (it notes that once)
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.1)  # SQLite: the watch has read the version once
+        wake.clear()
+        before = changes.generation
+        there.submit(**fields())
+        assert wake.wait(30), "the submit of another process was not heard"
+        assert changes.generation > before
+        # A claim moves the queue and ends a queued answer: heard too (API replicas' fast paths).
+        time.sleep(0.1)
+        wake.clear()
+        assert there.claim("w", 30) is not None
+        assert wake.wait(30), "the claim of another process was not heard"
+    finally:
+        watch.stop()
+        here.close()
+        there.close()
