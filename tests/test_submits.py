@@ -70,7 +70,7 @@ def test_concurrent_submits_get_every_position_once_in_submit_order(store):
 
 def test_waiting_submits_share_one_transaction(store):
     inserts = []
-    event.listen(store.engine, "before_cursor_execute",
+    event.listen(store.db, "before_cursor_execute",
                  lambda conn, cursor, sql, *rest: inserts.append(1) if "INSERT INTO requests" in sql else None)
     writer = store._submits
     out = []
@@ -126,7 +126,7 @@ def test_no_connection_fails_every_submit_of_the_group(store, monkeypatch):
         raise OperationalError("connect", {}, ConnectionRefusedError("the database is away"))
 
     monkeypatch.setattr(store, "write", away)
-    monkeypatch.setattr(store.engine, "connect", away)  # PostgreSQL's one-statement path
+    monkeypatch.setattr(store.db, "connect", away)  # PostgreSQL's one-statement path
     for group in ([entry(), entry(max_queue=0)], [entry(), entry()]):
         store._submits._write(group)
         assert all(isinstance(e.error, OperationalError) and e.job is None for e in group)
