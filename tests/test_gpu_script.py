@@ -64,7 +64,11 @@ def test_speed_lines_have_speedups_over_plain_and_lossless_matches_plain(run):
     assert plain["speedup"] == 1.0
     for line in fig["lines"]:
         assert line["projected_seconds"] > 0 and line["speedup"] > 0
-        assert line["speedup"] == pytest.approx(plain["projected_seconds"] / line["projected_seconds"], rel=0.05)
+        # projected_seconds are rounded to 0.01 s and the speedup is not: on the CPU's tiny timings
+        # the rounding alone moves the ratio, so compare within what it allows.
+        p, q = plain["projected_seconds"], line["projected_seconds"]
+        low, high = (p - 0.005) / (q + 0.005), (p + 0.005) / max(q - 0.005, 1e-9)
+        assert low * 0.95 <= line["speedup"] <= high * 1.05
     # Same steps, guidance, seed and weights: on the CPU (float32, no compile) the engine's output is plain's.
     assert lossless["diff_vs_plain_max"] <= 1
 
