@@ -65,10 +65,9 @@ def text_pipeline(pipe):
     return _TEXT_VIEWS[pipe]
 
 
-def run(pipe, family: Family, call: Call, on_step_end: StepCallback) -> Output:
-    pipe = text_pipeline(pipe)
-    guidance = guidance_scale(call.cfg, family.guidance)
-    kwargs = dict(
+def call_kwargs(call: Call, guidance: float, on_step_end: StepCallback, **extra) -> dict:
+    """The arguments every Wan pipeline call shares (T2V, I2V/FLF2V, VACE), plus ``extra``."""
+    return dict(
         prompt=call.prompt,
         negative_prompt=call.negative_prompt if guidance > 1.0 else None,
         height=call.height,
@@ -79,7 +78,14 @@ def run(pipe, family: Family, call: Call, on_step_end: StepCallback) -> Output:
         generator=generator(call.seed),
         output_type="pt",
         callback_on_step_end=on_step_end,
+        **extra,
     )
+
+
+def run(pipe, family: Family, call: Call, on_step_end: StepCallback) -> Output:
+    pipe = text_pipeline(pipe)
+    guidance = guidance_scale(call.cfg, family.guidance)
+    kwargs = call_kwargs(call, guidance, on_step_end)
     if getattr(pipe, "transformer_2", None) is not None:
         second = family.guidance_2 if family.guidance_2 is not None else family.guidance
         kwargs["guidance_scale_2"] = guidance_scale(call.cfg, second)
