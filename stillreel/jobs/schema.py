@@ -178,13 +178,13 @@ def make_engine(url: str) -> sa.Engine:
 _SCHEMA_LOCK = 0x5354494C  # "STIL"
 
 
-def create_schema(engine: sa.Engine) -> None:
-    """Create the tables that are missing. On PostgreSQL, under an advisory lock: two replicas
-    starting on one empty database would otherwise race in CREATE TABLE and one would fail."""
+def create_schema(engine: sa.Engine, tables: sa.MetaData = metadata) -> None:
+    """Create the tables of ``tables`` that are missing. On PostgreSQL, under an advisory lock: two
+    replicas starting on one empty database would otherwise race in CREATE TABLE and one would fail."""
     if engine.dialect.name != "postgresql":
-        metadata.create_all(engine)
+        tables.create_all(engine)
         return
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
-        metadata.create_all(conn)
+        tables.create_all(conn)
 

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from stillreel.jobs.schema import TERMINAL, request_logs, requests, webhook_outbox
+from stillreel.jobs.schema import TERMINAL, create_schema, request_logs, requests, webhook_outbox
 from stillreel.storage.naming import key_in_url
 
 log = logging.getLogger("stillreel.lifecycle")
@@ -85,15 +85,7 @@ class Lifecycle:
         self._create()
 
     def _create(self) -> None:
-        engine = self.store.db
-        if engine.dialect.name != "postgresql":
-            metadata.create_all(engine)
-            return
-        from stillreel.jobs.schema import _SCHEMA_LOCK  # the lock the job store creates its tables under
-
-        with engine.begin() as conn:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
-            metadata.create_all(conn)
+        create_schema(self.store.db, metadata)  # the job store's lock: replicas may start together
 
     def _upsert(self, table, values: dict, key: str):
         insert = (sqlite_insert if self.store.sqlite else pg_insert)(table).values(**values)
