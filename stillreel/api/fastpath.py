@@ -125,6 +125,12 @@ def _cached_caller(services, headers):
             return _REFUSED
     if not services.settings.auth:
         return None
+    return _cached_key(services, auth)
+
+
+def _cached_key(services, auth: bytes | None):
+    """The key id of a ``Key`` credential the keys' cache already accepted, else ``_REFUSED``: the
+    full stack answers (401, or a verification that fills the cache)."""
     if auth is None:
         return _REFUSED
     scheme, _, credentials = auth.decode("latin-1").partition(" ")
@@ -198,15 +204,9 @@ class StatusFastPath:
                 return None
         key_id = None
         if self.settings.auth:
-            if auth is None:
+            key_id = _cached_key(self.services, auth)
+            if key_id is _REFUSED:
                 return None
-            scheme, _, credentials = auth.decode("latin-1").partition(" ")
-            credentials = credentials.strip()
-            if scheme.lower() != "key" or not credentials:
-                return None
-            key_id = self.services.keys.cached(credentials)
-            if key_id is None or key_id is self.services.keys.MISSING:
-                return None  # FastAPI answers: 401, or a verification that fills the cache
         if self.settings.public_url:
             base = self.settings.public_url.rstrip("/")
         else:
