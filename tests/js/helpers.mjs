@@ -64,14 +64,14 @@ export async function fetchBytes(url) {
 
 // fal's {"video": File}; the bytes are an MP4 of the announced size. The URL is recorded so that
 // the Python driver decodes the video afterwards.
-export async function checkVideo(data, label) {
+export async function checkVideo(data, label, expect = undefined) {
   const video = data.video;
   assert.ok(video.url.startsWith(SERVER + "/"), video.url);
   assert.equal(video.content_type, "video/mp4");
   const bytes = await fetchBytes(video.url);
   assert.equal(bytes.length, video.file_size);
   assert.equal(bytes.subarray(4, 8).toString("latin1"), "ftyp");
-  appendFileSync(RECORD, JSON.stringify({ label, url: video.url }) + "\n");
+  appendFileSync(RECORD, JSON.stringify({ label, url: video.url, expect }) + "\n");  // expect: what the driver checks on the frames
 }
 
 export async function waitFor(fn, timeoutMs = 60000, intervalMs = 50) {

@@ -3,28 +3,17 @@
 // fetched here and recorded with what it must be; the Python driver (tests/test_fal_client_js.py)
 // decodes it and checks size, frames, fps, duration, audio and that every picture is shown.
 import assert from "node:assert/strict";
-import { appendFileSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { SERVER, fetchBytes, middlewareClient, proxyClient } from "./helpers.mjs";
+import { checkVideo, middlewareClient, proxyClient } from "./helpers.mjs";
 
 // name -> PNG path, written by the driver ("unrelated" is kept back: the driver's control).
 const PICTURES = JSON.parse(process.env.STILLREEL_TEST_PICTURES || "{}");
-const RECORD = process.env.STILLREEL_TEST_RECORD;
 assert.ok(PICTURES.a && PICTURES.b && PICTURES.frontal && PICTURES.view && PICTURES.start,
   "run through tests/test_fal_client_js.py, which writes the pictures");
 
 const blob = (name) => new Blob([readFileSync(PICTURES[name])], { type: "image/png" });
 const dataUri = (name) => `data:image/png;base64,${readFileSync(PICTURES[name]).toString("base64")}`;
-
-async function recordKind(data, label, expect) {
-  const video = data.video;
-  assert.ok(video.url.startsWith(SERVER + "/"), video.url);
-  assert.equal(video.content_type, "video/mp4");
-  const bytes = await fetchBytes(video.url);
-  assert.equal(bytes.length, video.file_size);
-  assert.equal(bytes.subarray(4, 8).toString("latin1"), "ftyp");
-  appendFileSync(RECORD, JSON.stringify({ label, url: video.url, expect }) + "\n");
-}
 
 const fal = middlewareClient();
 
@@ -36,12 +25,12 @@ test("text-to-video: v3 pro (generate_audio defaults to true) and o3 standard (d
     onQueueUpdate: (u) => updates.push(u),
   });
   assert.ok(updates.some((u) => (u.logs || []).some((l) => l.message.includes("procedural"))));
-  await recordKind(v3.data, "t2v-v3-audio", { aspect: "16:9", seconds: 3, audio: true, tier: "pro" });
+  await checkVideo(v3.data, "t2v-v3-audio", { aspect: "16:9", seconds: 3, audio: true, tier: "pro" });
 
   const o3 = await fal.run("fal-ai/kling-video/o3/standard/text-to-video", {
     input: { prompt: "a desert road, pan right", duration: "3", aspect_ratio: "1:1" },
   });
-  await recordKind(o3.data, "t2v-o3-silent", { aspect: "1:1", seconds: 3, audio: false });
+  await checkVideo(o3.data, "t2v-o3-silent", { aspect: "1:1", seconds: 3, audio: false });
 });
 
 test("image-to-video with an element (v3 standard), pictures sent as Blobs the client uploads", async () => {
@@ -54,7 +43,7 @@ test("image-to-video with an element (v3 standard), pictures sent as Blobs the c
       elements: [{ frontal_image_url: blob("frontal"), reference_image_urls: [blob("view")] }],
     },
   });
-  await recordKind(result.data, "i2v-element", {
+  await checkVideo(result.data, "i2v-element", {
     aspect: "16:9", seconds: 3, audio: false, starts_on: "start", shows: ["frontal", "view"],
   });
 });
@@ -70,7 +59,7 @@ test("reference-to-video (o3 standard): reference images, an element and a start
       elements: [{ frontal_image_url: dataUri("frontal"), reference_image_urls: [dataUri("view")] }],
     },
   });
-  await recordKind(result.data, "r2v", {
+  await checkVideo(result.data, "r2v", {
     aspect: "9:16", seconds: 4, audio: false, starts_on: "start", shows: ["a", "b", "frontal", "view"],
   });
 });
@@ -79,5 +68,5 @@ test("elements (v1.6 pro): input_image_urls composed into one clip", async () =>
   const result = await fal.subscribe("fal-ai/kling-video/v1.6/pro/elements", {
     input: { prompt: "two friends", input_image_urls: [dataUri("a"), dataUri("b")] },
   });
-  await recordKind(result.data, "elements", { aspect: "16:9", seconds: 5, audio: false, starts_on: "a", shows: ["a", "b"] });
+  await checkVideo(result.data, "elements", { aspect: "16:9", seconds: 5, audio: false, starts_on: "a", shows: ["a", "b"] });
 });
