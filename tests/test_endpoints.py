@@ -65,6 +65,20 @@ def test_seed_examples_validate_and_plan():
     assert Plan.from_json(o3.to_json()) == o3
 
 
+def test_plan_json_has_every_nested_part_as_plain_data():
+    import dataclasses
+    import json
+
+    from stillreel.endpoints.request_plan import PlannedElement, PlannedMask
+
+    plan = Plan("https://x/a.png", (("walks", 5),), 5, dynamic_masks=(PlannedMask("https://x/m.png", ((1.0, 2.0),)),),
+                elements=(PlannedElement("https://x/f.png", ("https://x/r.png",), "v1"),), voices=("v1",),
+                advanced_camera=("zoom", 3.0))
+    data = plan.to_json()
+    assert data == dataclasses.asdict(plan)  # what it was made with before (deep copies, same values)
+    assert Plan.from_json(json.loads(json.dumps(data))) == plan
+
+
 def test_numbers_for_durations_are_accepted():
     assert ENDPOINTS[V2].plan({"prompt": "p", "image_url": "u", "duration": 10}).seconds == 10
 

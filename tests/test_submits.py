@@ -68,24 +68,53 @@ def test_concurrent_submits_get_every_position_once_in_submit_order(store):
         assert store.get(job.id) == job and store.position(job) == position  # nothing claimed yet
 
 
-def test_waiting_submits_share_one_transaction(store):
+def test_waiting_submits_share_one_transaction(store, monkeypatch):
     inserts = []
     event.listen(store.db, "before_cursor_execute",
                  lambda conn, cursor, sql, *rest: inserts.append(1) if "INSERT INTO requests" in sql else None)
     writer = store._submits
+    writing, release = threading.Event(), threading.Event()
+    real_write = writer._write
+
+    def slow_first_write(group):  # the first group is being written while five more submits arrive
+        if not writing.is_set():
+            writing.set()
+            release.wait(30)
+        real_write(group)
+
+    monkeypatch.setattr(writer, "_write", slow_first_write)
     out = []
-    with writer._writer:  # a group being written: these five wait for it
-        threads = [threading.Thread(target=lambda: out.append(store.submit(**fields()))) for _ in range(5)]
-        for t in threads:
-            t.start()
-        deadline = time.monotonic() + 30
-        while len(writer._waiting) < 5:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+    first = threading.Thread(target=lambda: out.append(store.submit(**fields())))
+    first.start()
+    assert writing.wait(30)
+    threads = [threading.Thread(target=lambda: out.append(store.submit(**fields()))) for _ in range(5)]
     for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    while writer._queue.qsize() < 5:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    release.set()
+    for t in [first, *threads]:
         t.join()
-    assert len(inserts) == 1  # one statement (and one transaction) for the five
-    assert sorted(position for _, position in out) == [0, 1, 2, 3, 4]
+    assert len(inserts) == 2  # the first alone, then one statement (and one transaction) for the five
+    assert sorted(position for _, position in out) == [0, 1, 2, 3, 4, 5]
+
+
+def test_submits_from_the_event_loop_share_one_transaction(store):
+    import asyncio
+
+    inserts = []
+    event.listen(store.db, "before_cursor_execute",
+                 lambda conn, cursor, sql, *rest: inserts.append(1) if "INSERT INTO requests" in sql else None)
+
+    async def many():
+        return await asyncio.gather(*(store.submit_async(**fields()) for _ in range(20)))
+
+    out = asyncio.run(many())
+    assert sorted(position for _, position in out) == list(range(20))
+    assert all(store.get(job.id) == job for job, _ in out)
+    assert len(inserts) < 20  # queued while the first group was written: they shared transactions
 
 
 def test_positions_in_a_group_are_those_of_submits_one_after_the_other(store):
@@ -113,7 +142,7 @@ def test_a_failed_transaction_fails_every_submit_of_the_group(store):
     taken, _ = store.submit(**fields())
     group = [entry(), entry(id=taken.id)]  # the second breaks the unique id: the insert fails whole
     store._submits._write(group)
-    assert all(isinstance(e.error, IntegrityError) and e.job is None and e.done for e in group)
+    assert all(isinstance(e.error, IntegrityError) and e.job is None for e in group)
     assert store.get(group[0].values["id"]) is None
     # and the writer goes on
     assert store.submit(**fields())[1] == 1
@@ -134,33 +163,17 @@ def test_no_connection_fails_every_submit_of_the_group(store, monkeypatch):
         store.submit(**fields())
 
 
-def test_another_process_hears_of_a_submit_and_a_claim_at_once(database_url):
-    """``changes.QueueWatch``: the submit or claim of another process (here: another store, its
-    own connections) sets this process's worker wake-up and bumps its change generation."""
-    from stillreel.jobs.changes import Changes, QueueWatch
+def test_an_error_reaches_a_submit_from_the_event_loop(store, monkeypatch):
+    import asyncio
 
-    url = Settings(database_url=database_url).db_url if "postgres" in database_url else database_url
-    here, there = JobStore(url), JobStore(url)
-    changes, wake = Changes(), threading.Event()
-    watch = QueueWatch(here, changes, [wake])
-    watch.start()
-    try:
-        deadline = time.monotonic() + 30
-        while watch.heard == 0 and not here.sqlite:  # PostgreSQL: listening (it notes that once)
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        time.sleep(0.1)  # SQLite: the watch has read the version once
-        wake.clear()
-        before = changes.generation
-        there.submit(**fields())
-        assert wake.wait(30), "the submit of another process was not heard"
-        assert changes.generation > before
-        # A claim moves the queue and ends a queued answer: heard too (API replicas' fast paths).
-        time.sleep(0.1)
-        wake.clear()
-        assert there.claim("w", 30) is not None
-        assert wake.wait(30), "the claim of another process was not heard"
-    finally:
-        watch.stop()
-        here.close()
-        there.close()
+    from sqlalchemy.exc import OperationalError
+
+    def away():
+        raise OperationalError("connect", {}, ConnectionRefusedError("the database is away"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "write", away)
+        patch.setattr(store.db, "connect", away)
+        with pytest.raises(OperationalError):  # the writer thread's error, raised in the awaiting task
+            asyncio.run(store.submit_async(**fields()))
+    assert store.submit(**fields())[1] == 0  # and the writer goes on

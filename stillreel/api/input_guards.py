@@ -1,7 +1,8 @@
 """Checks on a submitted body that keep bad input a 422 (never a 500) and stored inputs small.
 
-Each raises ``BadInput`` (fal's 422 ``detail`` list). They run in the thread pool, never on the
-event loop (``request_body.prepare``):
+Each raises ``BadInput`` (fal's 422 ``detail`` list). They run in the thread pool
+(``request_body.prepare``), or on the event loop for a body small enough that they cannot stall
+it (``request_body.INLINE_BODY_BYTES``):
 
 - ``parse``: at most ``MAX_VALUES`` JSON values, with no ``NaN``/``Infinity`` (PostgreSQL's JSON refuses them: a 500 at insert;
   SQLite stored them and the history route broke) and no overflowing numbers (``1e999``);

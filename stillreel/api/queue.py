@@ -95,7 +95,8 @@ async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync
             await run_in_threadpool(check_webhook_url, webhook, services.settings.limits.allow_private_urls)
         except WebhookURLError as exc:
             raise InputError.at(["query", "fal_webhook"], exc.message, exc.error_type) from None
-    plan, payload = await plan_request(request, endpoint)
+    base = deps.base_url(request)
+    plan, payload = await plan_request(request, endpoint, base)
     headers = request.headers
     # fal's sync path skips the queue; here it is the same queue, at the front.
     wanted = "high" if sync else headers.get("x-fal-queue-priority", "normal").lower()
@@ -112,10 +113,9 @@ async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync
     max_queue = request.query_params.get("fal_max_queue_length")
     max_queue = int(max_queue) if max_queue and max_queue.isdigit() else services.settings.default_max_queue
     try:
-        job, position = await run_in_threadpool(
-            services.store.submit,
+        job, position = await services.store.submit_async(
             endpoint_id=endpoint.id, input=payload, plan=plan_json,
-            engine=services.settings.engine_for(endpoint.id).to_json(), base_url=deps.base_url(request),
+            engine=services.settings.engine_for(endpoint.id).to_json(), base_url=base,
             priority=priority, key_id=who.key_id, webhook_url=webhook,
             start_deadline=deadline, max_queue=None if sync else max_queue,
             **({"hold_until": time.time() + hold_s} if hold_s else {}),
@@ -133,7 +133,7 @@ async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync
 async def submit(endpoint_id: str, request: Request, who: deps.CallerDep):
     job, position = await _enqueue(request, endpoint_id, who, sync=False)
     body = {"status": "IN_QUEUE", "request_id": job.id, "gateway_request_id": job.id,
-            **_urls(deps.base_url(request), job), "queue_position": position}
+            **_urls(job.base_url, job), "queue_position": position}
     return JSONResponse(body, headers={"x-fal-request-id": job.id})
 
 

@@ -3,9 +3,10 @@ run before queueing (the body's own guards are in ``input_guards``).
 
 Schema errors and "the bound engine cannot do that" are 422 here (``InputError``, rendered by the
 app's one error handler), at submit, never minutes later.
-``data:`` URIs are stored as files on the way in, so the queue holds URLs, not megabytes. Only the
-body is read on the event loop; everything that grows with its size runs in the thread pool
-(``prepare``), with the checks of ``input_guards``.
+``data:`` URIs are stored as files on the way in, so the queue holds URLs, not megabytes. A small
+body (``INLINE_BODY_BYTES``) is checked on the event loop, where its cost is bounded by its size;
+a larger one, and storing files, run in the thread pool (``prepare``), with the checks of
+``input_guards``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import asyncio
 import base64
 import binascii
 import mimetypes
-import time
 import urllib.parse
 
 from fastapi import HTTPException, Request
@@ -28,25 +28,22 @@ from stillreel.errors import InputError
 
 async def read_body(request: Request) -> bytes:
     """The raw body, refused past the size limit (413) or when it arrives too slowly (408): a
-    client that trickles a body must not hold a connection and its buffer for ever."""
+    client that trickles a body must not hold a connection and its buffer for ever. One deadline
+    for the whole body (``asyncio.timeout``: a timer, where ``wait_for`` per chunk made a task)."""
     limits = deps.settings(request).limits
     limit = limits.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"request body larger than {limit} bytes; upload large files first")
     body = bytearray()
-    chunks = request.stream().__aiter__()
-    deadline = time.monotonic() + limits.body_timeout_s
-    while True:
-        try:
-            chunk = await asyncio.wait_for(chunks.__anext__(), max(deadline - time.monotonic(), 0.001))
-        except StopAsyncIteration:
-            break
-        except asyncio.TimeoutError:
-            raise HTTPException(408, f"the request body did not arrive within {limits.body_timeout_s:g} s") from None
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(413, f"request body larger than {limit} bytes; upload large files first")
+    try:
+        async with asyncio.timeout(limits.body_timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise HTTPException(413, f"request body larger than {limit} bytes; upload large files first")
+    except TimeoutError:
+        raise HTTPException(408, f"the request body did not arrive within {limits.body_timeout_s:g} s") from None
     return bytes(body)
 
 
@@ -96,23 +93,24 @@ def has_data_uri(payload, url_field: bool = False) -> bool:
     return url_field and isinstance(payload, str) and payload[:5].lower() == "data:"
 
 
-def prepare(body: bytes, endpoint: Endpoint, caps, engine: str, storage, base: str, limits) -> tuple[Plan, dict]:
-    """Body → (plan, the input to store). Blocking: runs in the thread pool, because a 60 MB body
-    takes seconds to parse, validate and scan, which on the event loop stalled every caller.
+def check(body: bytes, endpoint: Endpoint, caps, engine: str, limits) -> tuple[Plan, dict]:
+    """Body → (plan, the input to store), every check made, nothing stored yet.
 
     The stored input is the endpoint model's dump of what the caller set (unknown fields dropped:
-    fal ignores them, and a junk field was stored whole), with data URIs stored as files."""
+    fal ignores them, and a junk field was stored whole)."""
     try:
         payload = guards.parse(body)
         model = endpoint.validate(payload)  # validates first: no files stored for an invalid request
         stored = model.model_dump(mode="json", exclude_unset=True)
         del payload, model
         guards.check_stored(stored, limits.max_input_bytes)
-        plan = endpoint.admit(endpoint.plan(stored), caps, engine)  # capabilities are checked here, once
+        return endpoint.admit(endpoint.plan(stored), caps, engine), stored  # capabilities: checked here, once
     except InputError as exc:  # the guards' BadInput too: echoed inputs made safe to send
         raise InputError(guards.safe_detail(exc.detail)) from None
-    if not has_data_uri(stored):
-        return plan, stored
+
+
+def store_files(stored: dict, endpoint: Endpoint, caps, engine: str, storage, base: str, limits) -> tuple[Plan, dict]:
+    """``check``'s input with its data URIs stored as files, planned again with their URLs."""
     stored = store_data_uris(stored, storage, base, limits.max_input_bytes)
     try:
         return endpoint.admit(endpoint.plan(stored), caps, engine), stored
@@ -120,12 +118,30 @@ def prepare(body: bytes, endpoint: Endpoint, caps, engine: str, storage, base: s
         raise InputError(guards.safe_detail(exc.detail)) from None
 
 
-async def plan_request(request: Request, endpoint: Endpoint) -> tuple[Plan, dict]:
+def prepare(body: bytes, endpoint: Endpoint, caps, engine: str, storage, base: str, limits) -> tuple[Plan, dict]:
+    """``check``, then ``store_files`` when the input has data URIs. Blocking: for the thread
+    pool, because a 60 MB body takes seconds to parse, validate and scan."""
+    plan, stored = check(body, endpoint, caps, engine, limits)
+    if not has_data_uri(stored):
+        return plan, stored
+    return store_files(stored, endpoint, caps, engine, storage, base, limits)
+
+
+# Bodies up to this size are checked on the event loop: a few hundred microseconds at most, less
+# than handing them to the thread pool and back costs (two thread switches and their futex
+# wake-ups were most of a submit's CPU time). Larger ones, and storing files, take the pool.
+INLINE_BODY_BYTES = 16 * 1024
+
+
+async def plan_request(request: Request, endpoint: Endpoint, base: str) -> tuple[Plan, dict]:
     services = deps.services(request)
     body = await read_body(request)
     spec = services.settings.engine_for(endpoint.id)
     engine = f"{spec.name} engine ({spec.options.get('model') or spec.name})"
-    return await run_in_threadpool(
-        prepare, body, endpoint, services.capabilities[endpoint.id], engine, services.storage,
-        deps.base_url(request), services.settings.limits,
-    )
+    caps, storage, limits = services.capabilities[endpoint.id], services.storage, services.settings.limits
+    if len(body) > INLINE_BODY_BYTES:
+        return await run_in_threadpool(prepare, body, endpoint, caps, engine, storage, base, limits)
+    plan, stored = check(body, endpoint, caps, engine, limits)
+    if not has_data_uri(stored):
+        return plan, stored
+    return await run_in_threadpool(store_files, stored, endpoint, caps, engine, storage, base, limits)

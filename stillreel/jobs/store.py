@@ -45,6 +45,7 @@ class JobStore:
         self._submits = GroupWriter(self)
 
     def close(self) -> None:
+        self._submits.close()
         self.db.dispose()
 
     # -- transactions ------------------------------------------------------------------------
@@ -85,6 +86,18 @@ class JobStore:
 
         ``hold_until`` (fault injection's queue_delay): no worker claims it before then."""
         return self._submits.submit(
+            endpoint_id=endpoint_id, input=input, plan=plan, engine=engine, base_url=base_url, priority=priority,
+            key_id=key_id, webhook_url=webhook_url, start_deadline=start_deadline, max_queue=max_queue,
+            hold_until=hold_until,
+        )
+
+    async def submit_async(
+        self, *, endpoint_id: str, input: dict, plan: dict, engine: dict, base_url: str, priority: int = 1,
+        key_id: str | None = None, webhook_url: str | None = None, start_deadline: float | None = None,
+        max_queue: int | None = None, hold_until: float | None = None,
+    ) -> tuple[Job, int]:
+        """``submit`` from the event loop: the loop awaits the writer thread instead of blocking."""
+        return await self._submits.submit_async(
             endpoint_id=endpoint_id, input=input, plan=plan, engine=engine, base_url=base_url, priority=priority,
             key_id=key_id, webhook_url=webhook_url, start_deadline=start_deadline, max_queue=max_queue,
             hold_until=hold_until,
