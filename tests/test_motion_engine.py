@@ -196,3 +196,29 @@ def test_real_4k_frames(tmp_path):
     path, _ = render(create({}), request(seconds=1, tier=Tier.UHD), tmp_path / "uhd.mp4")
     info = probe(path)
     assert (info["width"], info["height"], info["frames"]) == (3840, 2160, 24)
+
+
+def test_camera_moves_render_on_fewer_opencv_threads_and_heavy_renders_keep_them():
+    import os
+
+    import cv2
+
+    from stillreel.engines.motion.engine import opencv_threads
+    from stillreel.engines.motion.render_plan import build_plan
+
+    mask = np.zeros(IMG.shape[:2], np.uint8)
+    mask[10:40, 10:40] = 255
+    zoom = build_plan(request(), 0.2).renderer
+    morph = build_plan(request(end_image=IMG[::-1].copy()), 0.2).renderer
+    brush = build_plan(request(dynamic_masks=(BrushPath(mask, ((20, 20), (60, 30))),)), 0.2).renderer
+    assert zoom.light and not morph.light and not brush.light
+    cv2.setNumThreads(4)
+    try:
+        with opencv_threads(zoom):
+            assert cv2.getNumThreads() == max(1, (os.cpu_count() or 1) // 4)
+        assert cv2.getNumThreads() == 4  # restored: the process's other OpenCV work is unchanged
+        for heavy in (morph, brush):
+            with opencv_threads(heavy):
+                assert cv2.getNumThreads() == 4
+    finally:
+        cv2.setNumThreads(-1)

@@ -55,6 +55,7 @@ class Morph:
     def __init__(self, start: Callable[[], np.ndarray], end: Callable[[], np.ndarray], frames: int):
         self._start, self._end, self.frames = start, end, frames
         self.info: dict = {}
+        self.light = False  # two remaps and a blend a frame: OpenCV's threads pay off
 
     def prepare(self) -> None:
         self.start, self.end = rgb_to_yuv420p(self._start()), rgb_to_yuv420p(self._end())

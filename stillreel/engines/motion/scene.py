@@ -2,7 +2,9 @@
 
 A renderer has ``frames`` (how many it renders), ``prepare()`` (the one-off work: conversions,
 hole fill, camera path, optical flow; run on the render thread, not in ``generate``),
-``render(i) -> I420 frame`` for i in 0..frames-1, and ``info`` (facts for ``Clip.info``).
+``render(i) -> I420 frame`` for i in 0..frames-1, ``info`` (facts for ``Clip.info``) and ``light``:
+whether a frame costs much less to render than to encode (camera moves over a still), so that
+the engine renders it on one OpenCV thread beside the encoder's (``engine.opencv_threads``).
 
 ``Scene`` composes, per frame: the still (with its motion-brush sprites drawn at their place on
 their paths) → the camera view → the static region pasted back in screen space.
@@ -27,6 +29,7 @@ from stillreel.media.encode import rgb_to_yuv420p
 class Renderer(Protocol):
     frames: int
     info: dict
+    light: bool
 
     def prepare(self) -> None: ...
 
@@ -53,6 +56,7 @@ class Scene:
         self._still, self.frames, self.move = still, frames, move
         self.strokes, self.static_mask = strokes, static_mask
         self.info: dict = {}
+        self.light = not strokes  # a warp (and a paste) a frame; sprites are drawn and blended
 
     def prepare(self) -> None:
         rgb = self._still()
@@ -114,6 +118,7 @@ class Sequence:
         self.starts = np.cumsum([0] + [p.frames for p in parts])
         self.frames = int(self.starts[-1])
         self.info: dict = {}
+        self.light = all(p.light for p in parts)
 
     def prepare(self) -> None:
         for p in self.parts:
@@ -137,6 +142,7 @@ class Dissolve:
         self.starts = [sum(p.frames for p in parts[:k]) - k * fade for k in range(len(parts))]
         self.frames = sum(p.frames for p in parts) - fade * (len(parts) - 1)
         self.info = {"stills": list(labels), "dissolve_frames": fade}
+        self.light = all(p.light for p in parts)
         self._ready: dict[int, Renderer] = {}
 
     def prepare(self) -> None:
