@@ -250,3 +250,51 @@ def test_a_static_hold_is_the_same_read_only_frame(tmp_path):
         later[0, 0] = 0
     encode(Clip(24, 640, 360, 2, iter([first, later]), "yuv420p"), tmp_path / "hold.mp4")  # read-only is fine
     assert psnr(decode(tmp_path / "hold.mp4")[1], SMALL) >= 30
+
+
+# fal's advanced_camera_control, as Kling defines its axes: horizontal/vertical move the camera
+# (+ right / up), "pan" turns it about x (+ up), "tilt" about y (+ right), zoom + widens the view.
+# Content motion (flow) is the opposite of the camera's.
+ADVANCED = {
+    ("horizontal", 6): lambda m: m["tx"] < -0.3,
+    ("horizontal", -6): lambda m: m["tx"] > 0.3,
+    ("vertical", 6): lambda m: m["ty"] > 0.3,
+    ("vertical", -6): lambda m: m["ty"] < -0.3,
+    ("tilt", 6): lambda m: m["tx"] < -0.3,
+    ("tilt", -6): lambda m: m["tx"] > 0.3,
+    ("pan", 6): lambda m: m["ty"] > 0.3,
+    ("pan", -6): lambda m: m["ty"] < -0.3,
+    ("zoom", -6): lambda m: m["zoom_rate"] > 1e-3,
+    ("zoom", 6): lambda m: m["zoom_rate"] < -1e-3,
+}
+
+
+@pytest.mark.parametrize("kind,value", list(ADVANCED))
+def test_advanced_camera_control_moves_along_klings_axes(kind, value, tmp_path, clips):
+    engine = create({"size_scale": 0.5})
+    progress = NullProgress()
+    path, clip = render(engine, request(advanced_camera=(kind, float(value))), tmp_path / "a.mp4", progress)
+    motion = mean_motion(decode(path))
+    assert ADVANCED[(kind, value)](motion), motion
+    assert not ADVANCED[(kind, value)](mean_motion(clips["static"]))  # negative control
+    assert clip.info["camera"].startswith(f"advanced {kind} {value:+g}")
+
+
+def test_advanced_camera_roll_turns_and_a_zero_value_holds_still():
+    from stillreel.engines.motion.camera import STILL, advanced_move
+
+    roll = camera_path(640, 360, 48, advanced_move("roll", 5))
+    angle = np.degrees(np.arctan2(roll.matrices[-1][1, 0], roll.matrices[-1][0, 0]))
+    assert angle > 1 and roll.alpha > 0.2  # the view turns, border-free
+    assert advanced_move("zoom", 0) is STILL
+    beyond, limit = advanced_move("horizontal", 25), advanced_move("horizontal", 10)
+    assert (beyond.tx, beyond.zoom) == (limit.tx, limit.zoom)  # counted as Kling's ±10
+
+
+def test_advanced_camera_values_beyond_klings_range_are_logged():
+    from stillreel.engines.motion.render_plan import build_plan
+
+    plan = build_plan(request(advanced_camera=("zoom", -40.0)), 0.5)
+    assert any("beyond Kling's ±10" in note for note in plan.notes)
+    both = build_plan(request(camera=CameraPreset.FORWARD_UP, advanced_camera=("roll", 3.0)), 0.5)
+    assert any("advanced_camera_control (roll +3) is ignored" in note for note in both.notes)

@@ -78,6 +78,21 @@ def test_audio_gives_an_aac_track_on_the_motion_engine(server):
         assert abs(float(audio.duration * audio.time_base) - 3.0) < 0.03
 
 
+def test_advanced_camera_control_gives_a_video_on_the_motion_engine(server):
+    # It was refused with 422 feature_not_supported; fal accepts it, so the twin renders it.
+    with server.http() as c:
+        r = c.post("/queue/fal-ai/kling-video/v1/standard/text-to-video",
+                   json={"prompt": "a harbour at dawn", "advanced_camera_control":
+                         {"movement_type": "tilt", "movement_value": 4}})
+        assert r.status_code == 200, r.text
+        sub = r.json()
+        status = wait(c, sub, timeout=240, logs=True)
+        assert status["error"] is None, status
+        assert any("camera: advanced tilt +4" in m["message"] for m in status["logs"]), status["logs"]
+        video = c.get(sub["response_url"]).json()["video"]
+    assert httpx.get(video["url"]).content[4:8] == b"ftyp"
+
+
 def _png(width: int, height: int) -> str:
     buf = io.BytesIO()
     Image.fromarray(np.full((height, width), 255, np.uint8)).save(buf, "PNG")

@@ -69,6 +69,30 @@ def strength(guidance: float) -> float:
     return 0.1 + 1.8 * g if g <= 0.5 else 1.0 + (g - 0.5)
 
 
+# fal's advanced_camera_control: Kling's "simple" camera, one axis with a value in -10..10. Kling's
+# own definitions: horizontal / vertical move the camera along x / y (+ is right / up); "pan"
+# turns it in the vertical plane (about x, + looks up) and "tilt" in the horizontal plane (about
+# y, + turns right): Kling's names, the other way round from film usage; roll + is clockwise;
+# zoom + widens the field of view (the camera pulls back), − narrows it (it pushes in). As with
+# the presets, a move that would show beyond the picture pushes in as it goes.
+ADVANCED_LIMIT = 10.0
+
+
+def advanced_move(kind: str, value: float) -> Move:
+    """The move for ``advanced_camera_control`` (``kind``, ``value``); values beyond ±10 count as ±10."""
+    k = max(-1.0, min(1.0, float(value) / ADVANCED_LIMIT))
+    if k == 0:
+        return STILL
+    name = f"advanced {kind} {float(value):+g}"
+    push = (1.0, 1.0 + 0.3 * abs(k))
+    if kind == "zoom":
+        return Move(name, zoom=push if k < 0 else (1.0 + 0.3 * k, 1.0))
+    axis = {"horizontal": {"tx": (0.0, 0.12 * k)}, "vertical": {"ty": (0.0, -0.12 * k)},
+            "pan": {"pitch": (0.0, 6.0 * k)}, "tilt": {"yaw": (0.0, 10.0 * k)},
+            "roll": {"roll": (0.0, 10.0 * k)}}[kind]
+    return Move(name, zoom=push, **axis)
+
+
 # ------------------------------------------------------------------------------ prompt phrases
 # Each phrase belongs to a group; the first phrase of each group found in the prompt is used and
 # the groups combine ("zoom in while panning left"). Words may be inflected ("pans", "panning")

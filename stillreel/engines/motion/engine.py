@@ -26,6 +26,7 @@ CAPABILITIES = Capabilities(
     end_frame=True,
     motion_brush=True,
     camera=True,
+    advanced_camera=True,  # fal's advanced_camera_control: one axis, as Kling defines them (camera.advanced_move)
     multi_shot=True,
     audio=True,  # a procedural ambience that follows the motion (sound.py), not generative
     negative_prompt=True,  # accepted and ignored (documented): nothing is generated

@@ -20,7 +20,9 @@ import numpy as np
 from stillreel.engines.base import (
     Aspect, Audio, BrushPath, CameraPreset, EngineError, GenerationRequest, Shot, ShotType, Tier,
 )
-from stillreel.engines.motion.camera import Move, PRESETS, PUSH_IN, STILL, move_from_prompt, strength
+from stillreel.engines.motion.camera import (
+    ADVANCED_LIMIT, Move, PRESETS, PUSH_IN, STILL, advanced_move, move_from_prompt, strength,
+)
 from stillreel.engines.motion.shots import DEFAULT_CYCLE, FRAMINGS, framed_still, framing_from_prompt, split_prompt
 from stillreel.engines.motion.geometry import FPS, Cover, nearest_aspect, output_size
 from stillreel.engines.motion.morph import Morph
@@ -97,6 +99,9 @@ def _check_combinations(request: GenerationRequest) -> None:
     if request.end_image is not None and request.camera is not None:
         raise _fail("a camera preset cannot be combined with an end image: "
                     "the last frame must be the end image", ("camera",))
+    if request.end_image is not None and request.advanced_camera is not None:
+        raise _fail("a camera movement cannot be combined with an end image: "
+                    "the last frame must be the end image", ("advanced_camera",))
     if request.end_image is not None and has_masks:
         raise _fail("motion-brush masks cannot be combined with an end image",
                     (mask_field,))
@@ -138,6 +143,8 @@ def _stroke(i: int, dm: BrushPath, image_hw: tuple[int, int], cover: Cover) -> B
 def _camera_for(request: GenerationRequest, prompt: str, strength: float, still_by_default: bool) -> Move:
     if request.camera is not None:
         move = PRESETS[CameraPreset(request.camera)]
+    elif request.advanced_camera is not None:  # its value is its strength: guidance does not scale it
+        return advanced_move(*request.advanced_camera)
     elif still_by_default:
         return STILL
     else:
@@ -239,8 +246,15 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
         notes.append(split_note)
     if request.negative_prompt:
         notes.append("negative_prompt is ignored (nothing is generated)")
-    if request.camera is None and (strokes or static is not None):
+    if request.camera is None and request.advanced_camera is None and (strokes or static is not None):
         notes.append("camera stays still (motion-brush masks and no camera preset)")
+    if request.advanced_camera is not None:
+        kind, value = request.advanced_camera
+        if request.camera is not None:
+            notes.append(f"advanced_camera_control ({kind} {value:+g}) is ignored: camera_control is set")
+        elif abs(value) > ADVANCED_LIMIT:
+            notes.append(f"advanced_camera_control value {value:g} is beyond Kling's ±{ADVANCED_LIMIT:g}: "
+                         f"moved as {ADVANCED_LIMIT if value > 0 else -ADVANCED_LIMIT:+g}")
 
     parts: list[Renderer] = []
     activity: list[np.ndarray] = []  # per frame, 0..1: drives the soundtrack
@@ -257,7 +271,8 @@ def build_plan(request: GenerationRequest, size_scale: float = 1.0) -> RenderPla
         morph_end = k == n_shots - 1 and end is not None
         prefix = f"shot {k + 1}: " if n_shots > 1 else ""
         move = _camera_for(request, shot.prompt, power, still_by_default)
-        how = "" if move.is_still else f" (strength {power:.2f} from guidance {request.guidance:g})"
+        scaled = request.camera is not None or request.advanced_camera is None  # by guidance
+        how = "" if move.is_still or not scaled else f" (strength {power:.2f} from guidance {request.guidance:g})"
         if len(group) > 1:
             lengths, fade = dissolve_lengths(frames, len(group))
             sub: list[Renderer] = []
