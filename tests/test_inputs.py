@@ -370,3 +370,48 @@ def test_resolve_reports_fal_field_names(site):
 
     shots = resolve(dataclasses.replace(o3, end_image_url=None), fetcher).shots
     assert [(s.prompt, s.seconds) for s in shots] == [("a", 2), ("b", 3)]
+
+
+def _mp4(tmp_path, width=96, height=64, frames=6) -> tuple[bytes, list[np.ndarray]]:
+    from videocheck import encode_frames, fractal_image
+
+    first = fractal_image(width, height, 5)
+    frames = [first, *(np.roll(first, 7 * k, axis=1) for k in range(1, frames))]
+    return encode_frames(frames, tmp_path / "element.mp4").read_bytes(), frames
+
+
+def test_decode_video_frame_gives_the_first_frame_checked_like_an_image(tmp_path):
+    from stillreel.media.resolve import decode_video_frame
+
+    data, frames = _mp4(tmp_path)
+    frame = decode_video_frame(data, ("elements", 0, "video"), Limits())
+    assert frame.shape == frames[0].shape and frame.dtype == np.uint8
+    # (FFmpeg reads a still image as a one-frame video too: its frame is taken, like a video's.)
+    errors = [np.abs(frame.astype(int) - f).mean() for f in frames]
+    assert errors[0] < 0.5 * min(errors[1:]), errors  # the first frame (through a lossy codec)
+    small = Limits(max_image_pixels=96 * 64 - 1, min_image_side=16)
+    cases = [
+        (b"hello, not a video", Limits(), "unsupported_video_format"),
+        (data[:200], Limits(), "unsupported_video_format"),  # truncated
+        (data, small, "image_too_large"),
+        (data, Limits(min_image_side=65), "image_too_small"),
+    ]
+    for payload, limits, expected in cases:
+        err = _error(lambda payload=payload, limits=limits: decode_video_frame(payload, ("elements", 0, "video"), limits))
+        assert (err.error_type, err.loc) == (expected, ("elements", 0, "video")), err
+
+
+def test_an_element_given_as_a_video_resolves_to_its_first_frame(tmp_path):
+    from stillreel.endpoints.request_plan import PlannedElement
+
+    data, frames = _mp4(tmp_path)
+    first = frames[0]
+    video = "data:video/mp4;base64," + base64.b64encode(data).decode()
+    plan = Plan(None, (("p", 5),), 5, elements=(PlannedElement(None, (), None, video),
+                                               PlannedElement(data_uri(PNG), (data_uri(PNG),), None, video)))
+    with Fetcher(None, LOOPBACK) as fetcher:
+        request = resolve(plan, fetcher)
+    only_video, both = request.elements
+    assert only_video.video_frame is only_video.frontal and only_video.frontal.shape == first.shape
+    assert both.frontal.shape == (48, 64, 3) and both.video_frame.shape == first.shape
+    assert len(both.references) == 1

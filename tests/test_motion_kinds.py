@@ -198,6 +198,22 @@ def test_each_reference_and_element_image_is_shown(reference_clip):
         assert sum(correlation(f, target) > 0.9 for f in frames) >= 6
 
 
+def test_an_element_given_as_a_video_shows_its_first_frame(tmp_path):
+    # fal takes elements[].video_url (Kling v3 / o3); the motion engine refused it with 422. Now the
+    # video's first frame stands for the element (with or without a frontal image beside it).
+    frame, other = fractal_image(400, 300, 37), fractal_image(300, 300, 38)
+    video_only = Element(frame, video_frame=frame)
+    with_image = Element(ELEMENT.frontal, video_frame=other)
+    req = GenerationRequest(START, (Shot("@Element1 and @Element2", 5),), 5, elements=(video_only, with_image))
+    progress = RecordingProgress()
+    path, clip = render(create({"size_scale": SCALE}), req, tmp_path / "v.mp4", progress)
+    frames = decode(path)
+    assert clip.info["references"] == ["@Element1 (its video's first frame)", "@Element2 (frontal)",
+                                       "@Element2 (its video's first frame)"]
+    assert all(best_match(frames, img)[0] > 0.9 for img in (frame, ELEMENT.frontal, other))
+    assert best_match(frames, UNRELATED)[0] < 0.5
+
+
 def test_element_voices_are_noted():
     element = Element(ELEMENT.frontal, ELEMENT.references, voice_id="voice-42")
     progress = RecordingProgress()

@@ -93,6 +93,24 @@ def test_advanced_camera_control_gives_a_video_on_the_motion_engine(server):
     assert httpx.get(video["url"]).content[4:8] == b"ftyp"
 
 
+def test_an_element_given_as_a_video_gives_a_video_on_the_motion_engine(server, tmp_path):
+    # It was refused with 422 feature_not_supported (element_video); fal accepts it.
+    from videocheck import encode_frames, fractal_image
+
+    clip = encode_frames([fractal_image(160, 120, k) for k in range(4)], tmp_path / "element.mp4")
+    with server.http() as c:
+        r = c.post("/queue/fal-ai/kling-video/o3/standard/reference-to-video",
+                   json={"prompt": "@Element1 walks", "duration": "3",
+                         "elements": [{"video_url": data_uri(clip.read_bytes(), "video/mp4")}]})
+        assert r.status_code == 200, r.text
+        sub = r.json()
+        status = wait(c, sub, timeout=240, logs=True)
+        assert status["error"] is None, status
+        assert any("its video's first frame" in m["message"] for m in status["logs"]), status["logs"]
+        video = c.get(sub["response_url"]).json()["video"]
+    assert httpx.get(video["url"]).content[4:8] == b"ftyp"
+
+
 def _png(width: int, height: int) -> str:
     buf = io.BytesIO()
     Image.fromarray(np.full((height, width), 255, np.uint8)).save(buf, "PNG")

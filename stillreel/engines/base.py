@@ -65,6 +65,9 @@ class Element:
     frontal: Image
     references: tuple[Image, ...] = ()
     voice_id: str | None = None
+    # Given as a video (fal's elements[].video_url): the video's first frame. Without a frontal
+    # image it is also ``frontal`` (the same array), so code that reads only ``frontal`` works.
+    video_frame: Image | None = None
 
 
 @dataclass(frozen=True)

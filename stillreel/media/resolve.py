@@ -36,7 +36,7 @@ from stillreel.media.fetch import Fetcher, field_loc, field_name
 
 ASPECT_TOLERANCE = 0.02  # a mask may differ from the start image's aspect ratio by this much
 
-__all__ = ["decode_image", "decode_mask", "resolve", "trajectory_to_top_left"]
+__all__ = ["decode_image", "decode_mask", "decode_video_frame", "resolve", "trajectory_to_top_left"]
 
 _LOAD_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -59,21 +59,7 @@ def _open(data: bytes, field, limits: Limits) -> Image.Image:
                 "image_load_error",
                 field_loc(field),
             ) from None
-        width, height = image.size
-        if width * height > limits.max_image_pixels:
-            raise EngineError(
-                f"The image at {field_name(field)} is {width}×{height} ({width * height} pixels); "
-                f"the limit is {limits.max_image_pixels} pixels",
-                "image_too_large",
-                field_loc(field),
-            )
-        if min(width, height) < limits.min_image_side:
-            raise EngineError(
-                f"The image at {field_name(field)} is {width}×{height}; each side must be at least "
-                f"{limits.min_image_side} pixels",
-                "image_too_small",
-                field_loc(field),
-            )
+        _check_size(*image.size, "image", field, limits)
         try:
             image.load()
             # Phones store pictures sideways plus an EXIF note; callers see them upright.
@@ -100,6 +86,37 @@ def decode_image(data: bytes, field: str | Sequence, limits: Limits) -> RGBImage
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(canvas, rgba)
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def _check_size(width: int, height: int, what: str, field, limits: Limits) -> None:
+    if width * height > limits.max_image_pixels:
+        raise EngineError(f"The {what} at {field_name(field)} is {width}×{height} ({width * height} pixels); "
+                          f"the limit is {limits.max_image_pixels} pixels", "image_too_large", field_loc(field))
+    if min(width, height) < limits.min_image_side:
+        raise EngineError(f"The {what} at {field_name(field)} is {width}×{height}; each side must be at least "
+                          f"{limits.min_image_side} pixels", "image_too_small", field_loc(field))
+
+
+def decode_video_frame(data: bytes, field: str | Sequence, limits: Limits) -> RGBImage:
+    """The first frame of a video (an element given as a video), RGB uint8 (h, w, 3); its size is
+    checked from the stream's header, as an image's, before any frame is decoded."""
+    import av  # PyAV: the encoder's library; imported here, where a video is read
+
+    unreadable = EngineError(f"The file at {field_name(field)} is not a video this server can read "
+                             "(MP4, MOV, WebM …)", "unsupported_video_format", field_loc(field))
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.video:
+                raise unreadable
+            stream = container.streams.video[0]
+            _check_size(stream.codec_context.width, stream.codec_context.height, "video", field, limits)
+            for frame in container.decode(stream):
+                _check_size(frame.width, frame.height, "video", field, limits)  # the header may lie
+                return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+    except (av.FFmpegError, ValueError, OSError):
+        raise unreadable from None
+    raise EngineError(f"The video at {field_name(field)} has no frame", "unsupported_video_format",
+                      field_loc(field))
 
 
 def _mask_values(image: Image.Image) -> Image.Image:
@@ -176,12 +193,21 @@ def resolve(plan: Plan, fetcher: Fetcher) -> GenerationRequest:
     references = tuple(_image(fetcher, url, ("reference_images", i)) for i, url in enumerate(plan.reference_image_urls))
     elements = []
     for i, planned in enumerate(plan.elements):
-        if planned.frontal_url is None:
-            continue  # an element given as a video: refused at submit unless the engine takes videos
-        frontal = _image(fetcher, planned.frontal_url, ("elements", i, "frontal"))
+        # An element given as a video (reaches here only for an engine that takes them): its
+        # first frame is its frontal view, or one more picture of it beside a frontal image.
+        still = None
+        if planned.video_url is not None:
+            field = ("elements", i, "video")
+            still = decode_video_frame(fetcher.fetch(planned.video_url, field), field, fetcher.limits)
         views = tuple(_image(fetcher, url, ("elements", i, "references", j))
                       for j, url in enumerate(planned.reference_urls))
-        elements.append(Element(frontal=frontal, references=views, voice_id=planned.voice_id))
+        if planned.frontal_url is not None:
+            frontal = _image(fetcher, planned.frontal_url, ("elements", i, "frontal"))
+        elif still is not None:
+            frontal = still
+        else:
+            continue  # neither: refused at submit (endpoints.rules)
+        elements.append(Element(frontal=frontal, references=views, voice_id=planned.voice_id, video_frame=still))
 
     static, dynamic = None, []
     if plan.static_mask_url is not None or plan.dynamic_masks:

@@ -36,6 +36,7 @@ CAPABILITIES = Capabilities(
     text_to_video=True,  # a procedural start frame (procedural.py), not generated from the prompt
     reference_images=True,  # each shown in turn, cover-cropped (stills.py), not composed into a scene
     elements=True,  # their frontal and reference images, shown like reference images
+    element_video=True,  # an element given as a video: its first frame, shown like its images
 )
 
 _DONE = object()

@@ -163,6 +163,8 @@ def _check_images(request: GenerationRequest) -> None:
         _check_image(element.frontal, ("elements", i, "frontal"), f"frontal image of element {i + 1}")
         for j, view in enumerate(element.references):
             _check_image(view, ("elements", i, "references", j), f"reference image {j + 1} of element {i + 1}")
+        if element.video_frame is not None and element.video_frame is not element.frontal:
+            _check_image(element.video_frame, ("elements", i, "video"), f"video frame of element {i + 1}")
 
 
 def _aspect(request: GenerationRequest) -> Aspect:

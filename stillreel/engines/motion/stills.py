@@ -5,7 +5,8 @@ thread (decoded arrays stay as given; the procedural frame is drawn once and kep
 images and elements are approximated the only way a non-generative engine can: each picture is
 *shown* (cover-cropped, whole) for a stretch of the clip, in the order the prompt names them
 (``@Image2 … @Element1``), then the ones it does not name, in the given order (elements, each as
-its frontal image then its extra views, then reference images).
+its frontal image then its extra views, then reference images). An element given as a video is
+shown as that video's first frame (the video itself is not played).
 
 ``allot`` spreads the stills over the shots; a shot showing several stills cross-dissolves through
 them (``scene.Dissolve``).
@@ -85,9 +86,15 @@ def references(request: GenerationRequest) -> list[Picture]:
     groups: dict[tuple[str, int], list[Picture]] = {}
     for i, element in enumerate(request.elements):
         name = f"@Element{i + 1}"
-        views = [Picture(element.frontal, f"{name} (frontal)", ("elements", i, "frontal"), True)]
+        video = element.video_frame
+        if video is not None and video is element.frontal:  # given as a video only
+            views = [Picture(video, f"{name} (its video's first frame)", ("elements", i, "video"), True)]
+        else:
+            views = [Picture(element.frontal, f"{name} (frontal)", ("elements", i, "frontal"), True)]
         views += [Picture(img, f"{name} view {j + 1}", ("elements", i, "references", j), False)
                   for j, img in enumerate(element.references)]
+        if video is not None and video is not element.frontal:
+            views.append(Picture(video, f"{name} (its video's first frame)", ("elements", i, "video"), False))
         groups[("element", i + 1)] = views
     for i, img in enumerate(request.reference_images):
         groups[("image", i + 1)] = [Picture(img, f"@Image{i + 1}", ("reference_images", i), True)]
