@@ -1,4 +1,5 @@
-"""The render child process: loads engines once, renders one job at a time.
+"""The render child process: loads engines once, renders one job at a time; and ``ChildProcess``,
+the worker's handle on it.
 
 It is a separate process so that the worker can kill a generation that ignores a cancel, hangs, or
 crashes (a segfault, CUDA gone bad) without dying itself, then start a fresh child. What goes over
@@ -8,6 +9,7 @@ the pipe is in ``jobs.messages``.
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import os
 import signal
 import time
@@ -23,6 +25,7 @@ from stillreel.jobs.outage import is_disk_full
 
 log = logging.getLogger("stillreel.child")
 CHILD_NICENESS = 5
+_spawn = mp.get_context("spawn")
 
 
 def render(plan: Plan, engine: Engine, fetcher, out_path: Path, progress: Progress) -> dict:
@@ -145,3 +148,58 @@ def child_main(conn, cancel_event, settings: Settings) -> None:
             # strerror says what went wrong without it. The full text is in the log above.
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             conn.send(Failed(500, f"generation failed: {type(exc).__name__}: {reason}", "internal_server_error"))
+
+
+class ChildProcess:
+    """The render child process (``jobs.child``) and its pipe; restarted whenever it has to be killed."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.process = None
+        self.conn = None
+        self.cancel = _spawn.Event()
+
+    def start(self, timeout_s: float = 600.0) -> None:
+        parent, child = _spawn.Pipe()
+        self.cancel.clear()  # one Event for the worker's lifetime, handed to each new child
+        self.process = _spawn.Process(
+            target=child_main, args=(child, self.cancel, self.settings), name="stillreel-child", daemon=True
+        )
+        self.process.start()
+        child.close()
+        self.conn = parent
+        try:
+            if not parent.poll(timeout_s):
+                raise RuntimeError("the render child process did not start")
+            message = parent.recv()
+            if not isinstance(message, Ready):
+                raise RuntimeError(f"unexpected message from the render child: {message!r}")
+        except BaseException:
+            # Killed, so that the next try starts afresh instead of taking a half-started child
+            # for a live one (its late Ready would read as a job's outcome).
+            self.kill()
+            raise
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.join(5)
+        if self.conn is not None:
+            self.conn.close()
+        self.process = self.conn = None
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        if self.alive():
+            try:
+                self.conn.send(Stop())
+                self.process.join(5)
+            except (OSError, BrokenPipeError):
+                pass
+        self.kill()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing as mp
 import os
 import socket
 import tempfile
@@ -28,15 +27,14 @@ from stillreel.config import Settings
 from stillreel.endpoints.registry import find
 from stillreel.jobs.leftovers import SWEEP_EVERY_S, sweep_partial_outputs
 from stillreel.jobs.outage import Backoff, OutageLog, is_db_outage, is_disk_full, is_transient
-from stillreel.jobs.child import child_main
-from stillreel.jobs.messages import Done, Failed, JobCancelled, Outcome, Progressed, Ready, RenderJob, Requeue, Stop
+from stillreel.jobs.child import ChildProcess
+from stillreel.jobs.messages import Done, Failed, JobCancelled, Outcome, Progressed, RenderJob, Requeue
 from stillreel.jobs.schema import CANCELING, Failure, Job
 from stillreel.jobs import uploads
 from stillreel.jobs.store import JobStore
 from stillreel.storage.naming import new_key
 
 log = logging.getLogger("stillreel.worker")
-_spawn = mp.get_context("spawn")
 # How often a running job's progress and logs reach the database (and its lease is renewed).
 BEAT_S = 0.25
 # A worker whose loop has not come round for this long is reported dead by /healthz.
@@ -48,61 +46,6 @@ class Unavailable(Exception):
     storage is away): it was re-queued, and the worker backs off before claiming again."""
 
     transient = True
-
-
-class ChildProcess:
-    """The render child process (``jobs.child``) and its pipe; restarted whenever it has to be killed."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.process = None
-        self.conn = None
-        self.cancel = _spawn.Event()
-
-    def start(self, timeout_s: float = 600.0) -> None:
-        parent, child = _spawn.Pipe()
-        self.cancel.clear()  # one Event for the worker's lifetime, handed to each new child
-        self.process = _spawn.Process(
-            target=child_main, args=(child, self.cancel, self.settings), name="stillreel-child", daemon=True
-        )
-        self.process.start()
-        child.close()
-        self.conn = parent
-        try:
-            if not parent.poll(timeout_s):
-                raise RuntimeError("the render child process did not start")
-            message = parent.recv()
-            if not isinstance(message, Ready):
-                raise RuntimeError(f"unexpected message from the render child: {message!r}")
-        except BaseException:
-            # Killed, so that the next try starts afresh instead of taking a half-started child
-            # for a live one (its late Ready would read as a job's outcome).
-            self.kill()
-            raise
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.is_alive()
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.join(5)
-        if self.conn is not None:
-            self.conn.close()
-        self.process = self.conn = None
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-    def stop(self) -> None:
-        if self.alive():
-            try:
-                self.conn.send(Stop())
-                self.process.join(5)
-            except (OSError, BrokenPipeError):
-                pass
-        self.kill()
 
 
 class Worker:
