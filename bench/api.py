@@ -52,6 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 import live_server  # noqa: E402
 from live_server import LiveServer, free_port  # noqa: E402
+from profiling import profile, summarize_profile  # noqa: E402
 
 V2 = "fal-ai/kling-video/v2/master/image-to-video"
 APP = "fal-ai/kling-video"
@@ -215,34 +216,6 @@ def submit_latency(client: httpx.Client, image: str, samples: int) -> list[float
         wait_status(client, sub, "COMPLETED")
         time.sleep(0.1)  # idle worker again
     return out
-
-
-def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen:
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    return subprocess.Popen([spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "250", "-f", "raw",
-                             "-o", str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def summarize_profile(path: Path, top: int = 16) -> tuple[list, list]:
-    """The event loop thread's samples from py-spy's collapsed stacks: (self, inclusive) shares per
-    function, leaving out the frames every sample shares (uvicorn's and the CLI's outer frames)."""
-    inclusive: collections.Counter = collections.Counter()
-    own: collections.Counter = collections.Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if "Server.serve" not in stack and "asyncio_run" not in stack:
-            continue  # worker, webhook and thread-pool threads
-        n = int(count)
-        total += n
-        frames = [re.sub(r" \((?:.*/)?([^/()]+?)(?::\d+)?\)$", r" (\1)", f) for f in stack.split(";")]
-        for name in set(frames):
-            inclusive[name] += n
-        own[frames[-1]] += n
-    if not total:
-        return [], []
-    return ([(k, n / total) for k, n in own.most_common(top)],
-            [(k, n / total) for k, n in inclusive.most_common(60) if n / total < 0.97][:top])
 
 
 # -- the run -------------------------------------------------------------------------------------
