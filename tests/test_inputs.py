@@ -31,6 +31,7 @@ class Site:
     """A loopback web server with a few canned answers."""
 
     def __init__(self):
+        seen = self.seen = []  # every path asked for
         routes = self.routes = {
             "/image.png": (200, {"Content-Type": "image/png"}, PNG),
             "/missing.png": (404, {}, b"not here"),
@@ -45,6 +46,7 @@ class Site:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self):  # noqa: N802
+                seen.append(self.path)
                 if self.path == "/chunked-big":
                     self.send_response(200)
                     self.send_header("Transfer-Encoding", "chunked")
@@ -386,19 +388,53 @@ def test_decode_video_frame_gives_the_first_frame_checked_like_an_image(tmp_path
     data, frames = _mp4(tmp_path)
     frame = decode_video_frame(data, ("elements", 0, "video"), Limits())
     assert frame.shape == frames[0].shape and frame.dtype == np.uint8
-    # (FFmpeg reads a still image as a one-frame video too: its frame is taken, like a video's.)
     errors = [np.abs(frame.astype(int) - f).mean() for f in frames]
     assert errors[0] < 0.5 * min(errors[1:]), errors  # the first frame (through a lossy codec)
     small = Limits(max_image_pixels=96 * 64 - 1, min_image_side=16)
     cases = [
         (b"hello, not a video", Limits(), "unsupported_video_format"),
         (data[:200], Limits(), "unsupported_video_format"),  # truncated
+        (PNG, Limits(), "unsupported_video_format"),  # FFmpeg would read it as a one-frame video
         (data, small, "image_too_large"),
         (data, Limits(min_image_side=65), "image_too_small"),
     ]
     for payload, limits, expected in cases:
         err = _error(lambda payload=payload, limits=limits: decode_video_frame(payload, ("elements", 0, "video"), limits))
         assert (err.error_type, err.loc) == (expected, ("elements", 0, "video")), err
+
+
+@pytest.mark.skipif(__import__("shutil").which("ffmpeg") is None, reason="needs the ffmpeg CLI (make system-deps)")
+def test_an_element_video_is_taken_upright_as_ffmpeg_shows_it(tmp_path):
+    # A phone video stored sideways with a rotation tag, like a photo with EXIF orientation.
+    import subprocess
+
+    from stillreel.media.resolve import decode_video_frame
+
+    data, _ = _mp4(tmp_path)
+    (tmp_path / "in.mp4").write_bytes(data)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(tmp_path / "in.mp4"), "-c", "copy",
+                    "-metadata:s:v:0", "rotate=90", str(tmp_path / "turned.mp4")], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(tmp_path / "turned.mp4"), "-frames:v", "1",
+                    str(tmp_path / "shown.png")], check=True)  # the ffmpeg CLI rotates for display
+    shown = np.asarray(Image.open(tmp_path / "shown.png").convert("RGB"))
+    frame = decode_video_frame((tmp_path / "turned.mp4").read_bytes(), ("elements", 0, "video"), Limits())
+    assert frame.shape == shown.shape == (96, 64, 3)
+    assert np.abs(frame.astype(int) - shown).mean() < 1
+
+
+def test_an_element_video_cannot_make_ffmpeg_fetch_anything(site, tmp_path):
+    # An element's video is opened only as a known container (MP4/MOV, Matroska, AVI), never by
+    # FFmpeg's own guess: a playlist (HLS) or a concat list names other files and URLs, which
+    # FFmpeg would open itself, past the fetcher's guard. (This FFmpeg build already refused this
+    # playlist when guessing; the allowlist does not depend on that.)
+    from stillreel.media.resolve import decode_video_frame
+
+    data, _ = _mp4(tmp_path)
+    site.routes["/segment.mp4"] = (200, {"Content-Type": "video/mp4"}, data)
+    playlist = (f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n{site.url}/segment.mp4\n#EXT-X-ENDLIST\n").encode()
+    err = _error(lambda: decode_video_frame(playlist, ("elements", 0, "video"), Limits()))
+    assert err.error_type == "unsupported_video_format"
+    assert "/segment.mp4" not in site.seen
 
 
 def test_an_element_given_as_a_video_resolves_to_its_first_frame(tmp_path):

@@ -212,13 +212,19 @@ def test_camera_moves_render_on_fewer_opencv_threads_and_heavy_renders_keep_them
     morph = build_plan(request(end_image=IMG[::-1].copy()), 0.2).renderer
     brush = build_plan(request(dynamic_masks=(BrushPath(mask, ((20, 20), (60, 30))),)), 0.2).renderer
     assert zoom.light and not morph.light and not brush.light
-    cv2.setNumThreads(4)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(7)  # an odd count no machine's quarter-of-the-cores can be
     try:
+        expected = max(1, min(7, len(os.sched_getaffinity(0)) // 4))
+        assert expected != 7
         with opencv_threads(zoom):
-            assert cv2.getNumThreads() == max(1, (os.cpu_count() or 1) // 4)
-        assert cv2.getNumThreads() == 4  # restored: the process's other OpenCV work is unchanged
+            assert cv2.getNumThreads() == expected
+            with opencv_threads(zoom):  # overlapping light renders (one process, two clips)
+                assert cv2.getNumThreads() == expected
+            assert cv2.getNumThreads() == expected  # still lowered: the first render goes on
+        assert cv2.getNumThreads() == 7  # restored: the process's other OpenCV work is unchanged
         for heavy in (morph, brush):
             with opencv_threads(heavy):
-                assert cv2.getNumThreads() == 4
+                assert cv2.getNumThreads() == 7
     finally:
-        cv2.setNumThreads(-1)
+        cv2.setNumThreads(before)

@@ -163,6 +163,38 @@ def test_no_connection_fails_every_submit_of_the_group(store, monkeypatch):
         store.submit(**fields())
 
 
+def test_another_process_hears_of_a_submit_and_a_claim_at_once(database_url):
+    """``changes.QueueWatch``: the submit or claim of another process (here: another store, its
+    own connections) sets this process's worker wake-up and bumps its change generation."""
+    from stillreel.jobs.changes import Changes, QueueWatch
+
+    url = Settings(database_url=database_url).db_url if "postgres" in database_url else database_url
+    here, there = JobStore(url), JobStore(url)
+    changes, wake = Changes(), threading.Event()
+    watch = QueueWatch(here, changes, [wake])
+    watch.start()
+    try:
+        deadline = time.monotonic() + 30
+        while watch.heard == 0 and not here.sqlite:  # PostgreSQL: listening (it notes that once)
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.1)  # SQLite: the watch has read the version once
+        wake.clear()
+        before = changes.generation
+        there.submit(**fields())
+        assert wake.wait(30), "the submit of another process was not heard"
+        assert changes.generation > before
+        # A claim moves the queue and ends a queued answer: heard too (API replicas' fast paths).
+        time.sleep(0.1)
+        wake.clear()
+        assert there.claim("w", 30) is not None
+        assert wake.wait(30), "the claim of another process was not heard"
+    finally:
+        watch.stop()
+        here.close()
+        there.close()
+
+
 def test_an_error_reaches_a_submit_from_the_event_loop(store, monkeypatch):
     import asyncio
 
@@ -177,3 +209,15 @@ def test_an_error_reaches_a_submit_from_the_event_loop(store, monkeypatch):
         with pytest.raises(OperationalError):  # the writer thread's error, raised in the awaiting task
             asyncio.run(store.submit_async(**fields()))
     assert store.submit(**fields())[1] == 0  # and the writer goes on
+
+
+def test_a_closed_store_refuses_submits_instead_of_hanging(database_url):
+    s = JobStore(Settings(database_url=database_url).db_url if "postgres" in database_url else database_url)
+    job, _ = s.submit(**fields())
+    s.close()  # the writer finished what was queued and stopped
+    with pytest.raises(RuntimeError, match="closed"):
+        # a clear error: a submit racing close could land behind the writer's stop and wait for ever
+        s.submit(**fields())
+    again = JobStore(s.url)
+    assert again.get(job.id) == job
+    again.close()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import queue
 import threading
 import time
@@ -70,7 +71,9 @@ class GroupWriter:
         self.store = store
         self._queue: queue.SimpleQueue[_Submit | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._start = threading.Lock()
+        self._pid = os.getpid()
+        self._closed = False
+        self._lock = threading.Lock()  # guards the thread's start and stop against queueing
         dialect = store.db.dialect
         self._pg = dialect.name == "postgresql"
         mark = "%s" if dialect.paramstyle in ("format", "pyformat") else "?"
@@ -100,22 +103,28 @@ class GroupWriter:
         values = dict(id=str(uuid.uuid4()), status=QUEUED, attempts=0, progress=0.0, created_at=time.time(),
                       lease_until=hold_until, **fields)
         entry = _Submit(values, max_queue, future)
-        if self._thread is None:
-            self._start_thread()
-        self._queue.put(entry)
+        with self._lock:  # so that no entry lands behind ``close``'s stop, where none would read it
+            if self._closed:
+                raise RuntimeError("the job store is closed")
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._start_thread()
+            self._queue.put(entry)
         return entry
 
     def _start_thread(self) -> None:
-        with self._start:
-            if self._thread is None:  # started on first use: a store that never takes a submit has none
-                self._thread = threading.Thread(target=self._run, name="stillreel-submits", daemon=True)
-                self._thread.start()
+        """Started on first use (a store that never takes a submit has none), and again in a
+        forked process, which has the parent's queue but not its thread."""
+        if self._pid != os.getpid():
+            self._pid, self._queue = os.getpid(), queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="stillreel-submits", daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
-        """Let the writer finish what is queued, then stop it."""
-        with self._start:
+        """Refuse new submits, let the writer finish what is queued, then stop it."""
+        with self._lock:
+            self._closed = True
             thread, self._thread = self._thread, None
-        if thread is not None:
+        if thread is not None and thread.is_alive():
             self._queue.put(_STOP)
             thread.join(timeout=10)
 

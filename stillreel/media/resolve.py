@@ -97,22 +97,41 @@ def _check_size(width: int, height: int, what: str, field, limits: Limits) -> No
                           f"{limits.min_image_side} pixels", "image_too_small", field_loc(field))
 
 
+def _video_format(data: bytes) -> str | None:
+    """The container, from its first bytes: only formats that cannot make FFmpeg open anything
+    else. Left to guess, FFmpeg may take a playlist (HLS) or a concat list, formats that name
+    other files and URLs for FFmpeg to open itself, past the fetcher's address guard."""
+    if data[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
+        return "mov"  # MP4, MOV, M4V, 3GP (external data references are off by default)
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"  # WebM, MKV
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
 def decode_video_frame(data: bytes, field: str | Sequence, limits: Limits) -> RGBImage:
-    """The first frame of a video (an element given as a video), RGB uint8 (h, w, 3); its size is
+    """The first frame of a video (an element given as a video), RGB uint8 (h, w, 3), upright
+    (the stream's display rotation applied, as an image's EXIF orientation is); its size is
     checked from the stream's header, as an image's, before any frame is decoded."""
     import av  # PyAV: the encoder's library; imported here, where a video is read
 
     unreadable = EngineError(f"The file at {field_name(field)} is not a video this server can read "
-                             "(MP4, MOV, WebM …)", "unsupported_video_format", field_loc(field))
+                             "(MP4, MOV, WebM, MKV, AVI)", "unsupported_video_format", field_loc(field))
+    container_format = _video_format(data)
+    if container_format is None:
+        raise unreadable
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with av.open(io.BytesIO(data), format=container_format) as container:
             if not container.streams.video:
                 raise unreadable
             stream = container.streams.video[0]
             _check_size(stream.codec_context.width, stream.codec_context.height, "video", field, limits)
             for frame in container.decode(stream):
                 _check_size(frame.width, frame.height, "video", field, limits)  # the header may lie
-                return np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+                rgb = frame.to_ndarray(format="rgb24")
+                turns = round(frame.rotation / 90) % 4  # counterclockwise quarter turns to display it
+                return np.ascontiguousarray(np.rot90(rgb, turns) if turns else rgb)
     except (av.FFmpegError, ValueError, OSError):
         raise unreadable from None
     raise EngineError(f"The video at {field_name(field)} has no frame", "unsupported_video_format",

@@ -42,22 +42,42 @@ CAPABILITIES = Capabilities(
 _DONE = object()
 
 
+_light_lock = threading.Lock()  # cv2.setNumThreads is process-wide: renders in one process share it
+_light_renders = 0
+_threads_before = 0
+
+
+def light_render_threads() -> int:
+    """A quarter of the cores this process may use (at least one), never more than OpenCV's own
+    default (which follows a container's CPU quota)."""
+    return max(1, min(cv2.getNumThreads(), len(os.sched_getaffinity(0)) // 4))
+
+
 @contextlib.contextmanager
 def opencv_threads(renderer):
     """A light renderer (a camera move: a warp a frame) runs on one OpenCV thread, a quarter of
     the cores on larger machines: x264's frame threads already use every core, and OpenCV's pool,
     sized to every core as well, only added hand-offs (a 720p zoom's 120 frames: 75 ms of CPU on
     OpenCV's 2 threads, 52 ms on one, while x264 encoded on 2 cores). Heavy renderers (morph,
-    motion brush) keep OpenCV's threads: one thread made them 10-15 % slower."""
+    motion brush) keep OpenCV's threads: one thread made them 10-15 % slower. The setting is the
+    process's: while light renders overlap (one process rendering several clips at once), it
+    stays lowered until the last one ends."""
+    global _light_renders, _threads_before
     if not getattr(renderer, "light", False):
         yield
         return
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(max(1, (os.cpu_count() or 1) // 4))
+    with _light_lock:
+        if _light_renders == 0:
+            _threads_before = cv2.getNumThreads()
+            cv2.setNumThreads(light_render_threads())
+        _light_renders += 1
     try:
         yield
     finally:
-        cv2.setNumThreads(before)
+        with _light_lock:
+            _light_renders -= 1
+            if _light_renders == 0:
+                cv2.setNumThreads(_threads_before)
 
 
 class MotionEngine:
