@@ -12,7 +12,6 @@ claim atomic). Invariants:
 
 from __future__ import annotations
 
-import threading
 import time
 
 import sqlalchemy as sa
@@ -21,6 +20,7 @@ from stillreel.jobs.bytecache import ByteBoundedCache, json_size
 from stillreel.jobs import outbox
 from stillreel.jobs.changes import QUEUE_CHANNEL
 from stillreel.jobs.submits import GroupWriter
+from stillreel.jobs.write_lock import WriteLock, lock_file
 from stillreel.jobs.schema import (
     ACTIVE, CANCELED, CANCELING, FAILED, QUEUED, RUNNING, SUCCEEDED, Failure, Job,
     create_schema, make_engine, request_logs, requests,
@@ -38,15 +38,17 @@ class JobStore:
         self.db = make_engine(url)  # SQLAlchemy's Engine (not a video engine)
         self.sqlite = url.startswith("sqlite")
         self._final = ByteBoundedCache(FINAL_CACHE_BYTES)  # id -> (Job, logs)
-        # SQLite has one writer; threads of this process queue here for it instead of in SQLite's
+        # SQLite has one writer; threads and processes queue for it here instead of in SQLite's
         # busy handler, which sleeps in growing steps (submits under load: p99 > 1 s without it).
-        self._write_lock = threading.RLock() if self.sqlite else None
+        self._write_lock = WriteLock(lock_file(url)) if self.sqlite else None
         create_schema(self.db)
         self._submits = GroupWriter(self)
 
     def close(self) -> None:
         self._submits.close()
         self.db.dispose()
+        if self._write_lock is not None:
+            self._write_lock.close()
 
     # -- transactions ------------------------------------------------------------------------
 
