@@ -49,6 +49,23 @@ def generator(seed: int) -> torch.Generator:
     return torch.Generator("cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF)
 
 
+def call_kwargs(call: Call, on_step_end: StepCallback, *, guided: bool, **extra) -> dict:
+    """The arguments every family's pipeline call shares, plus ``extra`` (the family's own: its
+    guidance knobs, images, conditions). The negative prompt is passed only when ``guided``."""
+    return dict(
+        prompt=call.prompt,
+        negative_prompt=call.negative_prompt if guided else None,
+        height=call.height,
+        width=call.width,
+        num_frames=call.frames,
+        num_inference_steps=call.steps,
+        generator=generator(call.seed),
+        output_type="pt",
+        callback_on_step_end=on_step_end,
+        **extra,
+    )
+
+
 def video_to_uint8(video: torch.Tensor) -> np.ndarray:
     """A pipeline's ``output_type="pt"`` video (frames, 3, h, w) in 0..1 → uint8 (frames, h, w, 3).
 

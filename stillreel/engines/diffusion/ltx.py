@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from stillreel.engines.diffusion.call import Call, Output, StepCallback, generator, video_to_uint8
+from stillreel.engines.diffusion.call import Call, Output, StepCallback, call_kwargs, video_to_uint8
 from stillreel.engines.diffusion.families import Family
 from stillreel.engines.diffusion.sizing import guidance_scale
 
@@ -43,20 +43,8 @@ def run(pipe, family: Family, call: Call, on_step_end: StepCallback) -> Output:
     if call.last_image is not None:
         conditions.append(LTXVideoCondition(image=call.last_image, frame_index=call.frames - 1))
     guidance = guidance_scale(call.cfg, family.guidance)
-    kwargs = dict(
-        conditions=conditions or None,
-        prompt=call.prompt,
-        negative_prompt=call.negative_prompt if guidance > 1.0 else None,
-        height=call.height,
-        width=call.width,
-        num_frames=call.frames,
-        frame_rate=call.fps,
-        num_inference_steps=call.steps,
-        guidance_scale=guidance,
-        generator=generator(call.seed),
-        output_type="pt",
-        callback_on_step_end=on_step_end,
-    )
+    kwargs = call_kwargs(call, on_step_end, guided=guidance > 1.0, guidance_scale=guidance,
+                         conditions=conditions or None, frame_rate=call.fps)
     if pipe.vae.config.timestep_conditioning:
         # 0.9.1+ VAEs denoise while decoding; these are the values Lightricks' examples use.
         kwargs.update(decode_timestep=0.05, decode_noise_scale=0.025)

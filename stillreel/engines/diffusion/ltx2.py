@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from stillreel.engines.base import Audio
-from stillreel.engines.diffusion.call import Call, Output, StepCallback, generator, video_to_uint8
+from stillreel.engines.diffusion.call import Call, Output, StepCallback, call_kwargs, video_to_uint8
 from stillreel.engines.diffusion.families import Family
 # LTX-2 keeps LTX-Video's VAE and patch geometry.
 from stillreel.engines.diffusion.ltx import denoisers, frame_quantum, size_multiple  # noqa: F401 (driver interface)
@@ -72,20 +72,8 @@ def run(pipe, family: Family, call: Call, on_step_end: StepCallback) -> Output:
         conditions.append(LTX2VideoCondition(frames=call.last_image, index=-1))
     knobs = guidance_knobs(call.cfg, family.guidance, pipe.transformer.config.num_layers)
     guided = knobs["guidance_scale"] > 1.0 or knobs["audio_guidance_scale"] > 1.0
-    out = pipe(
-        conditions=conditions or None,
-        prompt=call.prompt,
-        negative_prompt=call.negative_prompt if guided else None,
-        height=call.height,
-        width=call.width,
-        num_frames=call.frames,
-        frame_rate=float(call.fps),
-        num_inference_steps=call.steps,
-        generator=generator(call.seed),
-        output_type="pt",
-        callback_on_step_end=on_step_end,
-        **knobs,
-    )
+    out = pipe(**call_kwargs(call, on_step_end, guided=guided, conditions=conditions or None,
+                             frame_rate=float(call.fps), **knobs))
     audio = out.audio[0].float().clamp(-1.0, 1.0).cpu().numpy().astype(np.float32)
     if audio.ndim == 1:
         audio = audio[None, :]

@@ -15,11 +15,10 @@ from __future__ import annotations
 import torch
 from PIL import Image as PILImage
 
-from stillreel.engines.diffusion.call import Call, Output, StepCallback, video_to_uint8
+from stillreel.engines.diffusion.call import Call, Output, StepCallback, call_kwargs, video_to_uint8
 from stillreel.engines.diffusion.families import Family
 from stillreel.engines.diffusion.sizing import guidance_scale
 # The same Wan VAE and patch geometry.
-from stillreel.engines.diffusion.wan_t2v import call_kwargs
 from stillreel.engines.diffusion.wan_t2v import denoisers, frame_quantum, size_multiple  # noqa: F401 (driver interface)
 
 GREY = (127, 127, 127)  # an unknown frame in a VACE control video
@@ -48,7 +47,7 @@ def control(call: Call) -> tuple[list, list] | tuple[None, None]:
 def run(pipe, family: Family, call: Call, on_step_end: StepCallback) -> Output:
     guidance = guidance_scale(call.cfg, family.guidance)
     video, mask = control(call)
-    kwargs = call_kwargs(call, guidance, on_step_end, video=video, mask=mask,
+    kwargs = call_kwargs(call, on_step_end, guided=guidance > 1.0, guidance_scale=guidance, video=video, mask=mask,
                          reference_images=list(call.references) or None)
     if getattr(pipe, "transformer_2", None) is not None:
         kwargs["guidance_scale_2"] = guidance

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import torch
 
 from stillreel.engines.diffusion import wan_t2v
-from stillreel.engines.diffusion.call import Call, Output, StepCallback, video_to_uint8
+from stillreel.engines.diffusion.call import Call, Output, StepCallback, call_kwargs, video_to_uint8
 from stillreel.engines.diffusion.families import Family
 from stillreel.engines.diffusion.sizing import guidance_scale
 # The text-to-video pipeline's VAE and patch geometry are the image ones' too.
@@ -37,7 +37,7 @@ def run(pipe, family: Family, call: Call, on_step_end: StepCallback) -> Output:
     if call.image is None:  # TI2V-5B from text alone (the only image family that has text_to_video)
         return wan_t2v.run(pipe, family, call, on_step_end)
     guidance = guidance_scale(call.cfg, family.guidance)
-    kwargs = wan_t2v.call_kwargs(call, guidance, on_step_end, image=call.image)
+    kwargs = call_kwargs(call, on_step_end, guided=guidance > 1.0, guidance_scale=guidance, image=call.image)
     if getattr(pipe, "transformer_2", None) is not None:
         kwargs["guidance_scale_2"] = guidance  # the low-noise expert: the card uses the same value
     if call.last_image is not None:

@@ -15,7 +15,7 @@ import weakref
 
 import torch
 
-from stillreel.engines.diffusion.call import Call, Output, StepCallback, generator, video_to_uint8
+from stillreel.engines.diffusion.call import Call, Output, StepCallback, call_kwargs, video_to_uint8
 from stillreel.engines.diffusion.families import Family
 from stillreel.engines.diffusion.sizing import guidance_scale
 
@@ -65,27 +65,10 @@ def text_pipeline(pipe):
     return _TEXT_VIEWS[pipe]
 
 
-def call_kwargs(call: Call, guidance: float, on_step_end: StepCallback, **extra) -> dict:
-    """The arguments every Wan pipeline call shares (T2V, I2V/FLF2V, VACE), plus ``extra``."""
-    return dict(
-        prompt=call.prompt,
-        negative_prompt=call.negative_prompt if guidance > 1.0 else None,
-        height=call.height,
-        width=call.width,
-        num_frames=call.frames,
-        num_inference_steps=call.steps,
-        guidance_scale=guidance,
-        generator=generator(call.seed),
-        output_type="pt",
-        callback_on_step_end=on_step_end,
-        **extra,
-    )
-
-
 def run(pipe, family: Family, call: Call, on_step_end: StepCallback) -> Output:
     pipe = text_pipeline(pipe)
     guidance = guidance_scale(call.cfg, family.guidance)
-    kwargs = call_kwargs(call, guidance, on_step_end)
+    kwargs = call_kwargs(call, on_step_end, guided=guidance > 1.0, guidance_scale=guidance)
     if getattr(pipe, "transformer_2", None) is not None:
         second = family.guidance_2 if family.guidance_2 is not None else family.guidance
         kwargs["guidance_scale_2"] = guidance_scale(call.cfg, second)
