@@ -13,25 +13,15 @@ import av
 import httpx
 import pytest
 from apihelp import APP, IMAGE, O3, V1, V2, data_uri, submit, wait
+from conftest import server_env
 from live_server import LiveServer
 
-from stillreel.config import Settings
-from stillreel.jobs.schema import make_engine, metadata
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def server(request, tmp_path_factory):
     args = ["--engine", "engines:StepEngine", "--cancel-grace", "1.5"]
-    env = {}
-    if request.param == "postgres":
-        from conftest import PG_URL
-
-        if not PG_URL:
-            pytest.skip("STILLREEL_TEST_DATABASE_URL is not set (make test sets it)")
-        engine = make_engine(Settings(database_url=PG_URL).db_url)
-        metadata.drop_all(engine)
-        engine.dispose()
-        env["STILLREEL_DATABASE_URL"] = PG_URL  # the key is created in the same database
+    env = server_env(request.param)  # PostgreSQL: the key is created in the same database
     with LiveServer.start(tmp_path_factory.mktemp(f"api-{request.param}"), engine=None, args=args, env=env) as srv:
         yield srv
 

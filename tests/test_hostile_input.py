@@ -17,10 +17,10 @@ import time
 import httpx
 import pytest
 from apihelp import APP, IMAGE, O3, V1, V2, submit, wait
+from conftest import server_env
 from live_server import LiveServer, create_key
 
 from stillreel.config import Settings
-from stillreel.jobs.schema import make_engine, metadata
 from stillreel.jobs.store import JobStore
 
 MB = 1024 * 1024
@@ -30,16 +30,7 @@ MB = 1024 * 1024
 def server(request, tmp_path_factory):
     args = ["--engine", "engines:StepEngine", "--max-input-mb", "1", "--body-timeout", "1",
             "--header-timeout", "3", "--keep-alive", "2"]
-    env = {}
-    if request.param == "postgres":
-        from conftest import PG_URL
-
-        if not PG_URL:
-            pytest.skip("STILLREEL_TEST_DATABASE_URL is not set (make test sets it)")
-        engine = make_engine(Settings(database_url=PG_URL).db_url)
-        metadata.drop_all(engine)
-        engine.dispose()
-        env["STILLREEL_DATABASE_URL"] = PG_URL
+    env = server_env(request.param)  # PostgreSQL: the key is created in the same database
     with LiveServer.start(tmp_path_factory.mktemp(f"hostile-{request.param}"), engine=None, args=args, env=env) as srv:
         srv.db_url = Settings(data_dir=srv.data_dir, database_url=env.get("STILLREEL_DATABASE_URL")).db_url
         yield srv

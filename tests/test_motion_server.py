@@ -40,17 +40,22 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("endpoint,fields,input_size,size,frames", CASES, ids=[c[0].split("/")[2] + "-" + c[0].split("/")[3] for c in CASES])
-def test_each_endpoint_returns_a_playable_mp4(server, endpoint, fields, input_size, size, frames):
+def completed_video(server, endpoint: str, body: dict) -> tuple[bytes, list[str]]:
+    """Submit, wait for success; the video's bytes and the log lines."""
     with server.http() as c:
-        r = c.post(f"/queue/{endpoint}", json={"image_url": photo(*input_size), **fields})
+        r = c.post(f"/queue/{endpoint}", json=body)
         assert r.status_code == 200, r.text
         sub = r.json()
         status = wait(c, sub, timeout=240, logs=True)
         assert status["error"] is None, status
-        assert any("motion engine" in m["message"] for m in status["logs"])
         video = c.get(sub["response_url"]).json()["video"]
-    data = httpx.get(video["url"]).content
+    return httpx.get(video["url"]).content, [m["message"] for m in status["logs"]]
+
+
+@pytest.mark.parametrize("endpoint,fields,input_size,size,frames", CASES, ids=[c[0].split("/")[2] + "-" + c[0].split("/")[3] for c in CASES])
+def test_each_endpoint_returns_a_playable_mp4(server, endpoint, fields, input_size, size, frames):
+    data, logs = completed_video(server, endpoint, {"image_url": photo(*input_size), **fields})
+    assert any("motion engine" in line for line in logs)
     assert data[4:8] == b"ftyp" and data.find(b"moov") < data.find(b"mdat")  # plays before it has downloaded
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.video[0]
@@ -63,15 +68,8 @@ def test_each_endpoint_returns_a_playable_mp4(server, endpoint, fields, input_si
 def test_audio_gives_an_aac_track_on_the_motion_engine(server):
     # v0.1 refused generate_audio with 422 feature_not_supported; the motion engine now makes a
     # procedural ambience of the clip's exact length.
-    with server.http() as c:
-        r = c.post("/queue/fal-ai/kling-video/o3/standard/image-to-video",
-                   json={"image_url": photo(64, 64), "prompt": "x", "duration": "3", "generate_audio": True})
-        assert r.status_code == 200, r.text
-        sub = r.json()
-        status = wait(c, sub, timeout=240, logs=True)
-        assert status["error"] is None, status
-        video = c.get(sub["response_url"]).json()["video"]
-    data = httpx.get(video["url"]).content
+    data, _ = completed_video(server, "fal-ai/kling-video/o3/standard/image-to-video",
+                              {"image_url": photo(64, 64), "prompt": "x", "duration": "3", "generate_audio": True})
     with av.open(io.BytesIO(data)) as container:
         audio = container.streams.audio[0]
         assert audio.codec_context.name == "aac"
@@ -80,17 +78,10 @@ def test_audio_gives_an_aac_track_on_the_motion_engine(server):
 
 def test_advanced_camera_control_gives_a_video_on_the_motion_engine(server):
     # It was refused with 422 feature_not_supported; fal accepts it, so the twin renders it.
-    with server.http() as c:
-        r = c.post("/queue/fal-ai/kling-video/v1/standard/text-to-video",
-                   json={"prompt": "a harbour at dawn", "advanced_camera_control":
-                         {"movement_type": "tilt", "movement_value": 4}})
-        assert r.status_code == 200, r.text
-        sub = r.json()
-        status = wait(c, sub, timeout=240, logs=True)
-        assert status["error"] is None, status
-        assert any("camera: advanced tilt +4" in m["message"] for m in status["logs"]), status["logs"]
-        video = c.get(sub["response_url"]).json()["video"]
-    assert httpx.get(video["url"]).content[4:8] == b"ftyp"
+    data, logs = completed_video(server, "fal-ai/kling-video/v1/standard/text-to-video", {
+        "prompt": "a harbour at dawn", "advanced_camera_control": {"movement_type": "tilt", "movement_value": 4}})
+    assert any("camera: advanced tilt +4" in line for line in logs), logs
+    assert data[4:8] == b"ftyp"
 
 
 def test_an_element_given_as_a_video_gives_a_video_on_the_motion_engine(server, tmp_path):
@@ -98,17 +89,10 @@ def test_an_element_given_as_a_video_gives_a_video_on_the_motion_engine(server, 
     from videocheck import encode_frames, fractal_image
 
     clip = encode_frames([fractal_image(160, 120, k) for k in range(4)], tmp_path / "element.mp4")
-    with server.http() as c:
-        r = c.post("/queue/fal-ai/kling-video/o3/standard/reference-to-video",
-                   json={"prompt": "@Element1 walks", "duration": "3",
-                         "elements": [{"video_url": data_uri(clip.read_bytes(), "video/mp4")}]})
-        assert r.status_code == 200, r.text
-        sub = r.json()
-        status = wait(c, sub, timeout=240, logs=True)
-        assert status["error"] is None, status
-        assert any("its video's first frame" in m["message"] for m in status["logs"]), status["logs"]
-        video = c.get(sub["response_url"]).json()["video"]
-    assert httpx.get(video["url"]).content[4:8] == b"ftyp"
+    data, logs = completed_video(server, "fal-ai/kling-video/o3/standard/reference-to-video", {
+        "prompt": "@Element1 walks", "duration": "3", "elements": [{"video_url": data_uri(clip.read_bytes(), "video/mp4")}]})
+    assert any("its video's first frame" in line for line in logs), logs
+    assert data[4:8] == b"ftyp"
 
 
 def _png(width: int, height: int) -> str:

@@ -7,19 +7,10 @@ import time
 
 import pytest
 
-from stillreel.config import Settings
 from stillreel.jobs.keys import Keys
 from stillreel.jobs.schema import (
     CANCELED, CANCELING, FAILED, PRIORITIES, QUEUED, RUNNING, SUCCEEDED, TIMED_OUT, Failure, QueueFull,
 )
-from stillreel.jobs.store import JobStore
-
-
-@pytest.fixture
-def store(database_url):
-    s = JobStore(Settings(database_url=database_url).db_url if "postgres" in database_url else database_url)
-    yield s
-    s.close()
 
 
 def submit(store, priority="normal", **kw):

@@ -8,19 +8,13 @@ import time
 
 import pytest
 from sqlalchemy import event
+from conftest import store_url
 from sqlalchemy.exc import IntegrityError
 
 from stillreel.config import Settings
 from stillreel.jobs.schema import PRIORITIES, QueueFull
 from stillreel.jobs.store import JobStore
 from stillreel.jobs.submits import _Submit
-
-
-@pytest.fixture
-def store(database_url):
-    s = JobStore(Settings(database_url=database_url).db_url if "postgres" in database_url else database_url)
-    yield s
-    s.close()
 
 
 def fields(priority="normal", **kw):
@@ -212,7 +206,7 @@ def test_an_error_reaches_a_submit_from_the_event_loop(store, monkeypatch):
 
 
 def test_a_closed_store_refuses_submits_instead_of_hanging(database_url):
-    s = JobStore(Settings(database_url=database_url).db_url if "postgres" in database_url else database_url)
+    s = JobStore(store_url(database_url))
     job, _ = s.submit(**fields())
     s.close()  # the writer finished what was queued and stopped
     with pytest.raises(RuntimeError, match="closed"):

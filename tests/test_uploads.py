@@ -6,20 +6,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
 
-from stillreel.config import Settings
 from stillreel.jobs import uploads
 from stillreel.jobs.schema import PRIORITIES
-from stillreel.jobs.store import JobStore
 from stillreel.storage.local import LocalStorage
-
-
-@pytest.fixture
-def store(database_url):
-    s = JobStore(Settings(database_url=database_url).db_url if "postgres" in database_url else database_url)
-    yield s
-    s.close()
 
 
 def _running(store):

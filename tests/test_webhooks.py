@@ -12,6 +12,7 @@ import time
 
 import pytest
 from apihelp import IMAGE, V2
+from conftest import store_url
 from fastapi.testclient import TestClient
 
 from stillreel.api.app import create_app
@@ -76,17 +77,6 @@ def receivers():
     yield make
     for receiver in made:
         receiver.close()
-
-
-def _db(database_url: str) -> str:
-    return Settings(database_url=database_url).db_url if database_url.startswith("postgresql") else database_url
-
-
-@pytest.fixture
-def store(database_url):
-    s = JobStore(_db(database_url))
-    yield s
-    s.close()
 
 
 def add_rows(store: JobStore, *urls: str, at: float | None = None) -> list[int]:
@@ -156,7 +146,7 @@ REFUSED = [
 @pytest.fixture
 def api(database_url, tmp_path):
     def make(**limits) -> TestClient:
-        settings = Settings(data_dir=tmp_path / "data", database_url=_db(database_url), auth=False,
+        settings = Settings(data_dir=tmp_path / "data", database_url=store_url(database_url), auth=False,
                             limits=Limits(**limits))
         return TestClient(create_app(settings, run_services=False))
 
@@ -296,7 +286,7 @@ def test_retries_end_in_failed(store, receivers):
 
 def test_each_row_is_delivered_once_by_several_dispatchers(database_url, receivers):
     hook = receivers("ok")
-    stores = [JobStore(_db(database_url)) for _ in range(3)]  # three API replicas
+    stores = [JobStore(store_url(database_url)) for _ in range(3)]  # three API replicas
     seqs = add_rows(stores[0], *[hook.url] * 30)
     dispatchers = [Dispatcher(s, Signer(s), backoff_s=(0.1,), timeout_s=5, allow_private=True, concurrency=4)
                    for s in stores]

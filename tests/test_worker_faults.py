@@ -34,13 +34,6 @@ def stored_files(root: Path) -> list[Path]:
     return [p for p in (root / "b").rglob("*") if p.is_file()] if (root / "b").exists() else []
 
 
-@pytest.fixture
-def store(database_url):
-    s = JobStore(Settings(database_url=database_url).db_url if "postgres" in database_url else database_url)
-    yield s
-    s.close()
-
-
 def test_claim_skips_a_request_past_its_start_deadline(store):
     # An idle worker polls claim() more often than maintain() expires deadlines: it must not
     # start a request whose caller has already been told (or is about to be) that it timed out.
