@@ -6,10 +6,11 @@
 import { h } from "./dom.js";
 import { ImageField } from "./imagefield.js";
 import { ImageList } from "./imagelist.js";
+import { RowList } from "./rowlist.js";
 
 let serial = 0;
 
-export class ElementsEditor {
+export class ElementsEditor extends RowList {
   /**
    * @param {object} o
    * @param {object} o.itemSchema  the element's JSON schema (properties dereferenced)
@@ -18,17 +19,11 @@ export class ElementsEditor {
    * @param {(name: string) => string} o.humanize
    */
   constructor({ itemSchema, max = Infinity, references = {}, humanize, onChange = () => {} }) {
+    super({ max, onChange, list: "ol.elements", editor: "div.elements-editor", addClass: "add-element", addLabel: "+ Add element" });
     this.properties = itemSchema?.properties || {};
     this.required = new Set(itemSchema?.required || []);
-    this.max = max;
     this.references = references;
     this.humanize = humanize;
-    this.onChange = onChange;
-    this.rows = [];
-    this.list = h("ol.elements");
-    this.addButton = h("button.ghost.small.add-element", { type: "button", onclick: () => { this.add(); this.onChange(); } }, "+ Add element");
-    this.count = h("span.muted.small.list-count");
-    this.element = h("div.elements-editor", this.list, h("div.row.between", this.addButton, this.count));
     this.update();
   }
 
@@ -73,25 +68,12 @@ export class ElementsEditor {
       h("div.row.between.list-item-head", row.title,
         h("button.icon", { type: "button", title: "Remove this element", "aria-label": "Remove this element", onclick: () => this.remove(row) }, "✕")),
       body, row.general);
-    this.rows.push(row);
-    this.list.append(row.element);
-    this.update();
+    this.appendRow(row);
   }
 
-  remove(row) {
-    this.rows = this.rows.filter((r) => r !== row);
-    row.element.remove();
-    this.update();
-    this.onChange();
-  }
-
-  update() {
-    this.rows.forEach((row, i) => {
-      row.title.textContent = `Element ${i + 1} · @Element${i + 1}`;
-      row.element.setAttribute("aria-label", `Element ${i + 1}`);
-    });
-    this.addButton.disabled = this.rows.length >= this.max;
-    this.count.textContent = Number.isFinite(this.max) ? `${this.rows.length} of at most ${this.max}` : "";
+  label(row, i) {
+    row.title.textContent = `Element ${i + 1} · @Element${i + 1}`;
+    row.element.setAttribute("aria-label", `Element ${i + 1}`);
   }
 
   /** One element as fal's JSON: only the keys that have something in them. */
@@ -111,10 +93,7 @@ export class ElementsEditor {
   }
 
   set(elements) {
-    for (const row of this.rows) row.element.remove();
-    this.rows = [];
-    for (const value of Array.isArray(elements) ? elements : []) this.add(value || {});
-    this.update();
+    this.replaceRows(Array.isArray(elements) ? elements.map((value) => value || {}) : []);
   }
 
   /** A server error at loc [index, key?, item?]: next to that element's part. */

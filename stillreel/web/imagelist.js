@@ -4,10 +4,11 @@
 
 import { h } from "./dom.js";
 import { ImageField } from "./imagefield.js";
+import { RowList } from "./rowlist.js";
 
 let serial = 0; // unique ids for the items' URL inputs (items come and go)
 
-export class ImageList {
+export class ImageList extends RowList {
   /**
    * @param {object} o
    * @param {string} o.name       fal field name (for the inputs' names and labels)
@@ -17,22 +18,17 @@ export class ImageList {
    * @param {number} [o.start]    items shown at first (a required list starts with one)
    */
   constructor({ name, itemLabel, token = "", max = Infinity, start = 0, onChange = () => {} }) {
+    super({ max, onChange, list: "ol.image-list", editor: "div.list-editor", addClass: "add-image",
+      addLabel: `+ Add ${itemLabel.toLowerCase()}` });
     this.name = name;
     this.itemLabel = itemLabel;
     this.token = token;
-    this.max = max;
-    this.onChange = onChange;
-    this.items = [];
-    this.list = h("ol.image-list");
-    this.addButton = h("button.ghost.small.add-image", { type: "button", onclick: () => { this.add(); this.onChange(); } }, `+ Add ${itemLabel.toLowerCase()}`);
-    this.count = h("span.muted.small.list-count");
-    this.element = h("div.list-editor", this.list, h("div.row.between", this.addButton, this.count));
     for (let i = 0; i < start; i++) this.add();
     this.update();
   }
 
   add(url = "") {
-    if (this.items.length >= this.max) return null;
+    if (this.rows.length >= this.max) return null;
     const item = { error: h("p.field-error", { role: "alert" }) };
     item.title = h("span.list-item-title");
     item.image = new ImageField({ name: `${this.name}[]`, label: this.itemLabel, onChange: () => this.onChange() });
@@ -43,58 +39,34 @@ export class ImageList {
           onclick: () => this.remove(item) }, "✕")),
       item.image.element, item.error);
     if (url) item.image.setUrl(url);
-    this.items.push(item);
-    this.list.append(item.element);
-    this.update();
-    return item;
+    return this.appendRow(item);
   }
 
-  remove(item) {
-    this.items = this.items.filter((i) => i !== item);
-    item.element.remove();
-    this.update();
-    this.onChange();
-  }
-
-  update() {
-    this.items.forEach((item, i) => {
-      item.title.textContent = `${this.itemLabel} ${i + 1}${this.token ? ` · ${this.token}${i + 1}` : ""}`;
-    });
-    this.addButton.disabled = this.items.length >= this.max;
-    this.count.textContent = Number.isFinite(this.max) ? `${this.items.length} of at most ${this.max}` : "";
+  label(item, i) {
+    item.title.textContent = `${this.itemLabel} ${i + 1}${this.token ? ` · ${this.token}${i + 1}` : ""}`;
   }
 
   /** fal's JSON: the URLs (waits for uploads in flight). */
   async value() {
-    const urls = await Promise.all(this.items.map((i) => i.image.value()));
+    const urls = await Promise.all(this.rows.map((i) => i.image.value()));
     return urls.filter(Boolean);
   }
 
   /** The same without waiting (the API tab). */
   preview() {
-    return this.items.map((i) => i.image.currentValue() || (i.image.pending ? "<uploading…>" : "")).filter(Boolean);
+    return this.rows.map((i) => i.image.currentValue() || (i.image.pending ? "<uploading…>" : "")).filter(Boolean);
   }
 
   set(urls) {
-    for (const item of [...this.items]) { item.element.remove(); }
-    this.items = [];
-    for (const url of Array.isArray(urls) ? urls.slice(0, this.max) : []) this.add(url);
-    this.update();
+    this.replaceRows(urls);
   }
 
   /** A server error about item `index` (loc […, index]); false when there is no such item. */
   showError(index, message) {
-    const item = this.items[index];
+    const item = this.rows[index];
     if (!item) return false;
     item.error.textContent = message;
     item.element.classList.add("invalid");
     return true;
-  }
-
-  clearErrors() {
-    for (const item of this.items) {
-      item.error.textContent = "";
-      item.element.classList.remove("invalid");
-    }
   }
 }

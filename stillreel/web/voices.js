@@ -2,18 +2,13 @@
 // in the prompt as <<<voice_1>>> and <<<voice_2>>>. value() is the list of ids, blanks left out.
 
 import { h } from "./dom.js";
+import { RowList } from "./rowlist.js";
 
 let serial = 0;
 
-export class VoicesEditor {
+export class VoicesEditor extends RowList {
   constructor({ max = 2, onChange = () => {} } = {}) {
-    this.max = max;
-    this.onChange = onChange;
-    this.rows = [];
-    this.list = h("ol.voices");
-    this.addButton = h("button.ghost.small.add-voice", { type: "button", onclick: () => { this.add(); this.onChange(); } }, "+ Add voice");
-    this.count = h("span.muted.small.list-count");
-    this.element = h("div.voices-editor", this.list, h("div.row.between", this.addButton, this.count));
+    super({ max, onChange, list: "ol.voices", editor: "div.voices-editor", addClass: "add-voice", addLabel: "+ Add voice" });
     this.update();
   }
 
@@ -24,22 +19,11 @@ export class VoicesEditor {
     const row = { input, label: h("label.sub-label", { for: input.id }), error: h("p.field-error", { role: "alert" }) };
     row.element = h("li.voice-item", h("div.voice-row", row.label, input,
       h("button.icon", { type: "button", title: "Remove this voice", "aria-label": "Remove this voice", onclick: () => this.remove(row) }, "✕")), row.error);
-    this.rows.push(row);
-    this.list.append(row.element);
-    this.update();
+    this.appendRow(row);
   }
 
-  remove(row) {
-    this.rows = this.rows.filter((r) => r !== row);
-    row.element.remove();
-    this.update();
-    this.onChange();
-  }
-
-  update() {
-    this.rows.forEach((row, i) => { row.label.textContent = `<<<voice_${i + 1}>>>`; });
-    this.addButton.disabled = this.rows.length >= this.max;
-    this.count.textContent = `${this.rows.length} of at most ${this.max}`;
+  label(row, i) {
+    row.label.textContent = `<<<voice_${i + 1}>>>`;
   }
 
   value() {
@@ -51,10 +35,7 @@ export class VoicesEditor {
   }
 
   set(ids) {
-    for (const row of this.rows) row.element.remove();
-    this.rows = [];
-    for (const id of Array.isArray(ids) ? ids : []) this.add(id);
-    this.update();
+    this.replaceRows(ids);
   }
 
   showError(rest, message) {
@@ -63,9 +44,5 @@ export class VoicesEditor {
     row.error.textContent = message;
     row.element.classList.add("invalid");
     return true;
-  }
-
-  clearErrors() {
-    for (const row of this.rows) { row.error.textContent = ""; row.element.classList.remove("invalid"); }
   }
 }
