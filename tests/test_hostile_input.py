@@ -276,3 +276,46 @@ def test_odd_host_accepted_at_submit_fails_as_a_download_error(client):
     assert status["error_type"] == "file_download_error"
     r = client.get(sub["response_url"])
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "image_url"]
+
+
+URL_CORPUS = [
+    "http://example.com", "https://example.com/a.png", "http://h:8000/files/b/x/y.png?x=1#f", "http://h:/x",
+    "http://h:99999/x", "http://h:0/", "http://127.0.0.1:8000/a.png", "http://1.2.3.999/", "http://300.1.1.1/",
+    "http://01.2.3.4/", "http://0177.0.0.1/a.png", "http://1.2.3/", "http://a..b/", "http://-a.com/", "http://.",
+    "http://xn--abc.com/", "http://XN--a.com/", "http://xn--bcher-kva.example/", "http://a.b/x~!$&()*+,;=:@/%zz",
+    "http://h/\"<>\\^`{|}", "http://h/ a", "http://[::1]/", "http://[::1/a.png", "http://user:pw@h/", "http://h:8x/",
+    "http://h:123456/", "ftp://h/", "HTTP://h/", "http:///x", "http://", "https://h?x", "http://exa\x00mple.com/",
+    "http://ex\x7fample.com/", "http://h/\x01", "http://bücher.example/", "http://a_b.com/",
+]
+
+
+@pytest.mark.parametrize("url", URL_CORPUS)
+def test_url_fast_path_agrees_with_httpx(url):
+    """Submit-time URL checks skip httpx's parser for plain URLs (``_plain_url``): each URL it
+    accepts must be one httpx accepts as an http(s) URL with a host, and the verdict of the whole
+    check must be what httpx alone gives."""
+    from stillreel.api import input_guards
+
+    try:
+        parsed = httpx.URL(url)
+        httpx_ok = parsed.scheme in ("http", "https") and bool(parsed.host) and not any(
+            ord(c) < 32 or ord(c) == 127 for c in url)
+    except (httpx.InvalidURL, ValueError):
+        httpx_ok = False
+    if input_guards._plain_url(url):
+        assert httpx_ok, url
+    try:
+        input_guards._check_url(url, ("image_url",))
+        ours = True
+    except input_guards.BadInput:
+        ours = False
+    assert ours == httpx_ok, url
+
+
+def test_url_fast_path_takes_the_plain_urls():
+    from stillreel.api import input_guards
+
+    for url in ("http://127.0.0.1:8000/files/b/x/y.png", "https://v3.fal.media/files/x/a.png?x=1"):
+        assert input_guards._plain_url(url)
+    for url in ("http://1.2.3.999/", "http://xn--abc.com/", "http://user:pw@h/", "http://[::1]/"):
+        assert not input_guards._plain_url(url)

@@ -215,3 +215,30 @@ def test_a_closed_store_refuses_submits_instead_of_hanging(database_url):
     again = JobStore(s.url)
     assert again.get(job.id) == job
     again.close()
+
+
+def test_request_ids_are_random_version_4_uuids_and_differ_after_fork():
+    """``new_request_id`` hands out ids read in batches: each a valid uuid4, none twice, and a
+    forked process (uvicorn's workers, the worker's child) must not repeat its parent's batch."""
+    import os
+    import uuid
+
+    from stillreel.jobs.submits import new_request_id
+
+    ids = [new_request_id() for _ in range(2000)]  # several batches
+    assert len(set(ids)) == len(ids)
+    for text in ids[:300]:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the next ids it makes, to the parent
+        os.close(read)
+        os.write(write, " ".join(new_request_id() for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split()
+    os.waitpid(pid, 0)
+    parent = [new_request_id() for _ in range(5)]
+    assert len(child) == 5 and not set(child) & set(parent)
