@@ -215,3 +215,34 @@ def test_rendered_answers_cache_is_bounded_by_bytes(tmp_path, database_url):
         final = srv.app._fast.final
         held = sum(len(entry[0]) for entry in (final.values()))
         assert held <= 32 * 1024 * 1024, held  # fastpath.FINAL_BYTES
+
+
+@pytest.mark.parametrize("allow", [(), ("127.0.0.1",), ("*",)])
+@pytest.mark.parametrize("headers", [
+    [(b"host", b"h.example:8000")],
+    [(b"host", b"h.example"), (b"x-forwarded-proto", b"https, http"), (b"x-forwarded-host", b"api.example, p")],
+    [(b"host", b"a.example"), (b"host", b"b.example")],  # the first one counts, as Headers.get
+    [(b"x-forwarded-host", b"api.example")],
+    [],  # HTTP/1.0 without Host: the server's address
+])
+def test_base_url_of_the_fast_paths_is_the_stacks(tmp_path, allow, headers):
+    """The fast paths build the base URL from the raw scope (``scope_base_url``); the routes behind
+    the stack from the ``Request`` (``base_url``). Both must give the same URL for every header set."""
+    from starlette.requests import Request
+
+    from stillreel.api import deps
+    from stillreel.config import Settings
+
+    settings = Settings(data_dir=tmp_path, forwarded_allow_ips=allow)
+    scope = {"type": "http", "scheme": "http", "headers": headers, "client": ("127.0.0.1", 5000),
+             "server": ("127.0.0.1", 8000), "path": "/", "query_string": b"",
+             "app": type("App", (), {"state": type("State", (), {"services": type("S", (), {"settings": settings})})})}
+    fast = deps.scope_base_url(settings, scope)
+    full = deps.base_url(Request(scope))
+    assert fast in (None, full), (fast, full)
+    if any(name == b"host" for name, _ in headers) or (allow and headers):
+        assert fast == full
+    if not headers:
+        assert fast is None and full == "http://127.0.0.1:8000"
+    public = Settings(data_dir=tmp_path, public_url="https://pub.example/")
+    assert deps.scope_base_url(public, scope) == "https://pub.example"

@@ -44,15 +44,32 @@ def base_url(request: Request) -> str:
     ``-Host`` count only from a peer in ``--forwarded-allow-ips``: believed from anyone, they let a
     caller make the server hand out URLs (webhook bodies, file URLs) pointing at a host of theirs.
     """
-    settings = services(request).settings
+    base = scope_base_url(services(request).settings, request.scope)
+    if base is None:  # no Host header (HTTP/1.0): the address the server was reached at
+        base = f"{request.url.scheme}://{request.url.netloc}"
+    return base
+
+
+def scope_base_url(settings: Settings, scope) -> str | None:
+    """``base_url`` from the ASGI scope alone, in one pass over the raw headers (the status and
+    submit fast paths have no ``Request``); None when there is no Host header to build it from."""
     if settings.public_url:
         return settings.public_url.rstrip("/")
-    headers = request.headers
-    proto = fwd_host = None
-    if trusts_forwarded(settings, request.scope.get("client")):
-        proto, fwd_host = headers.get("x-forwarded-proto"), headers.get("x-forwarded-host")
-    host = fwd_host or headers.get("host") or request.url.netloc
-    return f"{(proto or request.url.scheme).split(',')[0].strip()}://{host.split(',')[0].strip()}"
+    host = proto = fwd_host = None
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = host or value
+        elif name == b"x-forwarded-proto":
+            proto = proto or value
+        elif name == b"x-forwarded-host":
+            fwd_host = fwd_host or value
+    if (proto or fwd_host) and not trusts_forwarded(settings, scope.get("client")):
+        proto = fwd_host = None
+    netloc = fwd_host or host
+    if not netloc:
+        return None
+    scheme = proto.decode("latin-1") if proto else scope.get("scheme", "http")
+    return f"{scheme.split(',')[0].strip()}://{netloc.decode('latin-1').split(',')[0].strip()}"
 
 
 @lru_cache(maxsize=4096)

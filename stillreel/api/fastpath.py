@@ -190,16 +190,10 @@ class StatusFastPath:
         kind = _TAILS.get(tail)
         if kind is None or prefix not in self.prefixes:
             return None
-        auth = host = proto = fwd_host = None
+        auth = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 auth = value
-            elif name == b"host":
-                host = value
-            elif name == b"x-forwarded-proto":
-                proto = value
-            elif name == b"x-forwarded-host":
-                fwd_host = value
             elif name == b"origin":
                 return None
         key_id = None
@@ -207,16 +201,9 @@ class StatusFastPath:
             key_id = _cached_key(self.services, auth)
             if key_id is _REFUSED:
                 return None
-        if self.settings.public_url:
-            base = self.settings.public_url.rstrip("/")
-        else:
-            if not deps.trusts_forwarded(self.settings, scope.get("client")):
-                proto = fwd_host = None  # as deps.base_url: only a trusted proxy's headers count
-            netloc = fwd_host or host
-            if netloc is None:
-                return None
-            scheme = proto.decode("latin-1") if proto else scope["scheme"]
-            base = f"{scheme.split(',')[0].strip()}://{netloc.decode('latin-1').split(',')[0].strip()}"
+        base = deps.scope_base_url(self.settings, scope)
+        if base is None:
+            return None
         with_logs = False
         if kind == "status" and scope["query_string"]:
             params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))

@@ -16,6 +16,7 @@ it (``request_body.INLINE_BODY_BYTES``):
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import math
@@ -201,9 +202,13 @@ def _plain_url(text: str) -> bool:
     host = match[1]
     if "xn--" in host.lower():
         return False
-    if _DOTTED_QUAD.fullmatch(host):
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            return False
+    return not _DOTTED_QUAD.fullmatch(host) or _is_ipv4(host)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_ipv4(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
     return True
