@@ -242,3 +242,43 @@ def test_request_ids_are_random_version_4_uuids_and_differ_after_fork():
     os.waitpid(pid, 0)
     parent = [new_request_id() for _ in range(5)]
     assert len(child) == 5 and not set(child) & set(parent)
+
+
+def test_sqlite_queue_counts_follow_every_other_connection(tmp_path):
+    """SQLite: the writer keeps the queue's count between groups and counts again only when another
+    connection committed (``PRAGMA data_version``). Claims, cancels and submits made through other
+    connections (this store's pool, another process's store) must each move the next position."""
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    here, there = JobStore(url), JobStore(url)
+    counts = []
+    event.listen(here.db, "before_cursor_execute",
+                 lambda conn, cursor, sql, *rest: counts.append(1) if "count(*)" in sql else None)
+    try:
+        assert [here.submit(**fields())[1] for _ in range(3)] == [0, 1, 2]
+        assert len(counts) == 1  # nothing else wrote between these groups: counted once
+        assert here.claim("w", 30) is not None  # this store, another (pooled) connection
+        assert here.submit(**fields())[1] == 2
+        job, position = there.submit(**fields())  # another process
+        assert position == 3
+        assert here.submit(**fields())[1] == 4
+        there.cancel(job.id)
+        assert here.submit(**fields())[1] == 4
+        assert here.submit(**fields("high"))[1] == 0
+        assert len(counts) == 4  # once at the start, then after the claim, the other submit, the cancel
+    finally:
+        here.close()
+        there.close()
+
+
+def test_sqlite_seqs_of_a_group_are_the_stored_ones(tmp_path):
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    store = JobStore(url)
+    try:
+        store.submit(**fields())
+        group = [entry() for _ in range(20)]
+        store._submits._write(group)
+        seqs = [e.job.seq for e in group]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 20
+        assert all(store.get(e.job.id).seq == e.job.seq for e in group)
+    finally:
+        store.close()

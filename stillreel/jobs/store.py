@@ -52,11 +52,13 @@ class JobStore:
 
     # -- transactions ------------------------------------------------------------------------
 
-    def write(self):
-        """A transaction that will write (SQLite: BEGIN IMMEDIATE)."""
-        conn = self.db.connect()
+    def write(self, conn=None):
+        """A transaction that will write (SQLite: BEGIN IMMEDIATE), on a pooled connection, or on
+        ``conn`` (a connection the caller keeps: it is left open)."""
+        keep = conn is not None
+        conn = conn if keep else self.db.connect()
         conn.info["write"] = True
-        return _Tx(conn, self._write_lock)
+        return _Tx(conn, self._write_lock, keep=keep)
 
     def read(self):
         conn = self.db.connect()
@@ -360,9 +362,10 @@ class JobStore:
 
 
 class _Tx:
-    def __init__(self, conn, lock=None):
+    def __init__(self, conn, lock=None, keep: bool = False):
         self.conn = conn
         self.lock = lock
+        self.keep = keep
 
     def __enter__(self):
         if self.lock is not None:
@@ -387,7 +390,8 @@ class _Tx:
                 self.tx.rollback()
         finally:
             try:
-                self.conn.close()
+                if not self.keep:
+                    self.conn.close()
             finally:
                 self._release()
 

@@ -81,7 +81,12 @@ class GroupWriter:
         quote = dialect.identifier_preparer.quote
         self._insert_head = f"INSERT INTO requests ({', '.join(quote(c) for c in _COLUMNS)}) VALUES "
         self._count_sql = f"SELECT priority, count(*) FROM requests WHERE status = {mark} GROUP BY priority"
-        self._inserts: dict[int, str] = {}
+        self._inserts: dict[tuple, str] = {}
+        # SQLite: the writer thread's own connection, and the queue's count per priority as of
+        # ``_version`` (that connection's ``PRAGMA data_version``): see ``_queued``.
+        self._conn = None
+        self._counts: dict[int, int] | None = None
+        self._version = None
 
     def submit(self, **fields) -> tuple[Job, int]:
         """Queue a request (``JobStore.submit``'s fields); blocks until its group is written."""
@@ -114,8 +119,8 @@ class GroupWriter:
     def _start_thread(self) -> None:
         """Started on first use (a store that never takes a submit has none), and again in a
         forked process, which has the parent's queue but not its thread."""
-        if self._pid != os.getpid():
-            self._pid, self._queue = os.getpid(), queue.SimpleQueue()
+        if self._pid != os.getpid():  # the parent's connection is the parent's: not used, not closed
+            self._pid, self._queue, self._conn, self._counts = os.getpid(), queue.SimpleQueue(), None, None
         self._thread = threading.Thread(target=self._run, name="stillreel-submits", daemon=True)
         self._thread.start()
 
@@ -127,6 +132,8 @@ class GroupWriter:
         if thread is not None and thread.is_alive():
             self._queue.put(_STOP)
             thread.join(timeout=10)
+        if self._conn is not None and self._pid == os.getpid():
+            self._drop_connection()
 
     def _run(self) -> None:
         while True:
@@ -166,7 +173,9 @@ class GroupWriter:
 
     def _write(self, group: list[_Submit]) -> None:
         try:
-            if self._pg and all(entry.max_queue is None for entry in group):
+            if not self._pg:
+                accepted, seqs = self._write_sqlite(group)
+            elif all(entry.max_queue is None for entry in group):
                 accepted, seqs = self._write_at_once(group)
             else:
                 with self.store.write() as conn:
@@ -175,8 +184,7 @@ class GroupWriter:
                     if accepted:
                         params = tuple(v for entry in accepted for v in entry.params)
                         seqs = dict(conn.exec_driver_sql(self._insert(len(accepted)), params).all())
-                        if self._pg:  # other processes: changes.QueueWatch (sent at commit)
-                            conn.exec_driver_sql(f"NOTIFY {QUEUE_CHANNEL}")
+                        conn.exec_driver_sql(f"NOTIFY {QUEUE_CHANNEL}")  # other processes: changes.QueueWatch
             for entry in accepted:
                 v = entry.values
                 entry.job = Job(seq=seqs[v["id"]], worker_id=None, result=None, error=None, error_type=None,
@@ -185,6 +193,52 @@ class GroupWriter:
             for entry in group:  # all of them: it may have failed before any was accepted (no connection)
                 if entry.error is None:
                     entry.error = exc
+
+    def _write_sqlite(self, group: list[_Submit]) -> tuple[list[_Submit], dict[str, int]]:
+        """SQLite: the group in one transaction on the writer's own connection, with as few calls
+        into SQLite as it takes. Each call releases the GIL, and taking it back from the busy event
+        loop cost the writer ~1.6 ms a time under load (BENCHMARKS.md): the transaction's wall
+        time, not its work, was what held every submit of the group. So the count is skipped while
+        nothing else changed the database (``_queued``), and the rows' ``seq`` come from
+        ``lastrowid`` instead of a ``RETURNING`` row (a call) each."""
+        if self._conn is None:
+            self._conn = self.store.db.connect()
+        try:
+            with self.store.write(self._conn) as conn:
+                counts = self._queued(conn)
+                accepted = self._place(group, counts)  # counts: now with the accepted rows
+                seqs = {}
+                if accepted:
+                    params = tuple(v for entry in accepted for v in entry.params)
+                    last = conn.exec_driver_sql(self._insert(len(accepted), returning=False), params).lastrowid
+                    # One INSERT's rows get consecutive seqs (AUTOINCREMENT: the largest + 1, row by
+                    # row, with no other writer between them), in the order of its VALUES.
+                    first = last - len(accepted) + 1
+                    seqs = {entry.values["id"]: first + i for i, entry in enumerate(accepted)}
+        except BaseException:
+            self._drop_connection()  # and the counts with it: whatever it was, read afresh
+            raise
+        self._counts = counts
+        return accepted, seqs
+
+    def _queued(self, conn) -> dict[int, int]:
+        """The queue's count per priority, from the last group's when the database has not changed
+        since (``PRAGMA data_version`` of this connection moves when another connection commits:
+        a claim, a cancel, another process's submit), else counted again. The transaction holds
+        SQLite's write lock, so nothing can change between this read and the commit."""
+        version = conn.exec_driver_sql("PRAGMA data_version").scalar()
+        if self._counts is None or version != self._version:
+            self._counts = dict(conn.exec_driver_sql(self._count_sql, (QUEUED,)).all())
+            self._version = version
+        return dict(self._counts)
+
+    def _drop_connection(self) -> None:
+        conn, self._conn, self._counts = self._conn, None, None
+        if conn is not None:
+            try:
+                conn.invalidate()  # not back to the pool: it may be broken (the database went away)
+            except Exception:
+                pass
 
     @staticmethod
     def _place(group: list[_Submit], counts: dict[int, int]) -> list[_Submit]:
@@ -210,9 +264,9 @@ class GroupWriter:
         of five (BEGIN, count, insert, NOTIFY, COMMIT), which matters with the database on another
         host (on loopback, under group commit, the difference was within the noise). Every part
         of the statement sees the same snapshot: the count is the queue before these rows."""
-        sql = self._inserts.get(-len(group))
+        sql = self._inserts.get(("at once", len(group)))
         if sql is None:
-            sql = self._inserts[-len(group)] = (
+            sql = self._inserts[("at once", len(group))] = (
                 f"WITH ahead (priority, n) AS ({self._count_sql}), ins AS ({self._insert(len(group))}) "
                 "SELECT 'r', id, seq FROM ins UNION ALL SELECT 'c', CAST(priority AS TEXT), n FROM ahead "
                 f"UNION ALL SELECT 'n', NULL, 0 FROM (SELECT pg_notify('{QUEUE_CHANNEL}', '')) AS notify"
@@ -224,10 +278,12 @@ class GroupWriter:
         seqs = {a: b for kind, a, b in rows if kind == "r"}
         return self._place(group, {int(a): b for kind, a, b in rows if kind == "c"}), seqs
 
-    def _insert(self, n: int) -> str:
-        sql = self._inserts.get(n)
+    def _insert(self, n: int, returning: bool = True) -> str:
+        key = (n, returning)
+        sql = self._inserts.get(key)
         if sql is None:
-            sql = self._inserts[n] = self._insert_head + ", ".join([self._row] * n) + " RETURNING id, seq"
+            sql = self._inserts[key] = (self._insert_head + ", ".join([self._row] * n)
+                                        + (" RETURNING id, seq" if returning else ""))
         return sql
 
 
