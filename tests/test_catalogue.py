@@ -80,6 +80,16 @@ def test_minimal_input_plans_and_unknown_fields_are_ignored(endpoint_id):
         payload.setdefault(name, ["https://x/a.png"] if name.endswith("_urls") else "https://x/a.png")
     plan = endpoint.plan(payload)
     assert plan.endpoint_id == endpoint_id and plan.seconds == 5 and plan.shots[0][0] == "a walk"
+    # A submit plans the model it validated (``plan_model``), stores its dump, and a worker, a
+    # retry or ``store_files`` plans that dump again: both must give the same plan.
+    fuller = {**payload, "duration": "10", "cfg_scale": 0.7, "negative_prompt": "blur", "aspect_ratio": "9:16",
+              "generate_audio": True}
+    try:
+        model = endpoint.validate(fuller)
+    except InputError:  # a value this endpoint refuses: the minimal input then
+        model = endpoint.validate(payload)
+    stored = model.model_dump(mode="json", exclude_unset=True)
+    assert endpoint.plan_model(model) == endpoint.plan(stored)
 
 
 # -- fal's 422 shapes for the new fields -------------------------------------------------------

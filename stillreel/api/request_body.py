@@ -102,9 +102,9 @@ def check(body: bytes, endpoint: Endpoint, caps, engine: str, limits) -> tuple[P
         payload = guards.parse(body)
         model = endpoint.validate(payload)  # validates first: no files stored for an invalid request
         stored = model.model_dump(mode="json", exclude_unset=True)
-        del payload, model
+        del payload
         guards.check_stored(stored, limits.max_input_bytes)
-        return endpoint.admit(endpoint.plan(stored), caps, engine), stored  # capabilities: checked here, once
+        return endpoint.admit(endpoint.plan_model(model), caps, engine), stored  # capabilities: checked here, once
     except InputError as exc:  # the guards' BadInput too: echoed inputs made safe to send
         raise InputError(guards.safe_detail(exc.detail)) from None
 

@@ -51,7 +51,10 @@ class Endpoint:
 
     def plan(self, payload: object) -> Plan:
         """Validate fal's input and map it to a plan; raises ``InputError`` (fal's 422 detail)."""
-        model = self.validate(payload)
+        return self.plan_model(self.validate(payload))
+
+    def plan_model(self, model: BaseModel) -> Plan:
+        """``plan`` of an input already validated by ``validate``."""
         try:
             rules.check_input(model, self.fields)
             plan = build(model, self.id, self.fields)
