@@ -244,30 +244,93 @@ def test_request_ids_are_random_version_4_uuids_and_differ_after_fork():
     assert len(child) == 5 and not set(child) & set(parent)
 
 
-def test_sqlite_queue_counts_follow_every_other_connection(tmp_path):
-    """SQLite: the writer keeps the queue's count between groups and counts again only when another
-    connection committed (``PRAGMA data_version``). Claims, cancels and submits made through other
-    connections (this store's pool, another process's store) must each move the next position."""
+def _depth(store) -> dict[int, int]:
+    with store.read() as conn:
+        kept = dict(conn.exec_driver_sql("SELECT priority, queued FROM queue_depth WHERE queued != 0").all())
+        counted = dict(conn.exec_driver_sql(
+            "SELECT priority, count(*) FROM requests WHERE status = 'QUEUED' GROUP BY priority").all())
+    return kept, counted
+
+
+def test_sqlite_queue_depth_follows_every_way_in_and_out_of_the_queue(tmp_path):
+    """SQLite keeps the queue's length per priority in ``queue_depth`` by triggers; submits read their
+    positions from it. After every kind of change (submit, claim, release, cancel, lease expiry,
+    start deadline, retention delete, another process's writes) it must equal a count."""
     url = f"sqlite:///{tmp_path / 'q.db'}"
     here, there = JobStore(url), JobStore(url)
-    counts = []
-    event.listen(here.db, "before_cursor_execute",
-                 lambda conn, cursor, sql, *rest: counts.append(1) if "count(*)" in sql else None)
     try:
-        assert [here.submit(**fields())[1] for _ in range(3)] == [0, 1, 2]
-        assert len(counts) == 1  # nothing else wrote between these groups: counted once
-        assert here.claim("w", 30) is not None  # this store, another (pooled) connection
-        assert here.submit(**fields())[1] == 2
-        job, position = there.submit(**fields())  # another process
-        assert position == 3
-        assert here.submit(**fields())[1] == 4
-        there.cancel(job.id)
-        assert here.submit(**fields())[1] == 4
-        assert here.submit(**fields("high"))[1] == 0
-        assert len(counts) == 4  # once at the start, then after the claim, the other submit, the cancel
+        def check():
+            kept, counted = _depth(here)
+            assert kept == counted
+
+        jobs = [here.submit(**fields(p))[0] for p in ("normal", "high", "normal", "low", "normal")]
+        check()
+        claimed = here.claim("w", 30)
+        check()
+        assert here.release(claimed)
+        check()
+        here.cancel(jobs[3].id)
+        check()
+        running = there.claim("w2", 0.01)  # another process; its lease runs out at once
+        time.sleep(0.05)
+        check()
+        here.maintain(max_attempts=3)  # re-queued
+        check()
+        there.submit(**fields("normal", start_deadline=time.time() - 1))
+        check()
+        here.maintain(max_attempts=3)  # the start deadline passed: out of the queue
+        check()
+        done = here.claim("w", 30)
+        here.finish(done, result={"video": {}})
+        check()
+        with here.write() as conn:  # retention deletes finished rows; and a queued one, by hand
+            conn.exec_driver_sql("DELETE FROM requests WHERE status != 'QUEUED'")
+            conn.exec_driver_sql(f"DELETE FROM requests WHERE id = '{jobs[0].id}'")
+        check()
+        with here.write() as conn:
+            conn.exec_driver_sql(f"UPDATE requests SET priority = 0 WHERE id = '{jobs[2].id}'")
+        check()
+        assert running is not None
+        positions = [here.submit(**fields(p))[1] for p in ("high", "low")]
+        kept, _ = _depth(here)
+        assert positions == [kept[PRIORITIES["high"]] - 1, sum(kept.values()) - 1]
     finally:
         here.close()
         there.close()
+
+
+def test_sqlite_submits_do_not_count_the_queue(tmp_path):
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    store = JobStore(url)
+    scans = []
+    event.listen(store.db, "before_cursor_execute",
+                 lambda conn, cursor, sql, *rest: scans.append(sql) if "FROM requests" in sql else None)
+    try:
+        assert [store.submit(**fields())[1] for _ in range(50)] == list(range(50))
+        assert scans == []  # positions from queue_depth: the same cost at any queue length
+    finally:
+        store.close()
+
+
+def test_a_database_made_before_queue_depth_gets_it_filled_in(tmp_path):
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    store = JobStore(url)
+    for p in ("normal", "normal", "high", "low"):
+        store.submit(**fields(p))
+    with store.write() as conn:  # as an older version left it: no table, no triggers
+        for name in ("queue_depth_insert", "queue_depth_delete", "queue_depth_update"):
+            conn.exec_driver_sql(f"DROP TRIGGER {name}")
+        conn.exec_driver_sql("DROP TABLE queue_depth")
+        conn.exec_driver_sql("INSERT INTO requests (id, endpoint_id, status, priority, input, plan, engine, base_url, "
+                             "attempts, progress, created_at) VALUES ('old', 'e', 'QUEUED', 1, '{}', '{}', '{}', 'b', 0, 0, 1)")
+    store.close()
+    store = JobStore(url)
+    try:
+        kept, counted = _depth(store)
+        assert kept == counted == {PRIORITIES["normal"]: 3, PRIORITIES["high"]: 1, PRIORITIES["low"]: 1}
+        assert store.submit(**fields("normal"))[1] == 4  # high 1 + normal 3 ahead
+    finally:
+        store.close()
 
 
 def test_sqlite_seqs_of_a_group_are_the_stored_ones(tmp_path):

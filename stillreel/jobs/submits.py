@@ -21,8 +21,8 @@ parses the body (BENCHMARKS.md). Here:
 - few calls into the database per group. Each call releases the GIL, and under load taking it
   back from the event loop cost the writer more than the call (a bare ``time.sleep(0)`` waited
   1.6 ms on average), so the group's wall time, which every submit of it waits out, was mostly
-  these waits. SQLite: the writer keeps its own connection and the queue's count between groups
-  while ``PRAGMA data_version`` says no other connection committed, and takes ``seq`` from
+  these waits. SQLite: the writer keeps its own connection, reads the queue's length from a row
+  per priority kept by triggers (``schema.install_queue_depth``) and takes ``seq`` from
   ``lastrowid``; PostgreSQL: count, insert and NOTIFY are one statement (``_write_at_once``).
 
 Each submit returns only once its group committed; when the transaction fails (the database is
@@ -88,11 +88,8 @@ class GroupWriter:
         self._insert_head = f"INSERT INTO requests ({', '.join(quote(c) for c in _COLUMNS)}) VALUES "
         self._count_sql = f"SELECT priority, count(*) FROM requests WHERE status = {mark} GROUP BY priority"
         self._inserts: dict[tuple, str] = {}
-        # SQLite: the writer thread's own connection, and the queue's count per priority as of
-        # ``_version`` (that connection's ``PRAGMA data_version``): see ``_queued``.
-        self._conn = None
-        self._counts: dict[int, int] | None = None
-        self._version = None
+        self._depth_sql = "SELECT priority, queued FROM queue_depth WHERE queued > 0"
+        self._conn = None  # SQLite: the writer thread's own connection
 
     def submit(self, **fields) -> tuple[Job, int]:
         """Queue a request (``JobStore.submit``'s fields); blocks until its group is written."""
@@ -126,7 +123,7 @@ class GroupWriter:
         """Started on first use (a store that never takes a submit has none), and again in a
         forked process, which has the parent's queue but not its thread."""
         if self._pid != os.getpid():  # the parent's connection is the parent's: not used, not closed
-            self._pid, self._queue, self._conn, self._counts = os.getpid(), queue.SimpleQueue(), None, None
+            self._pid, self._queue, self._conn = os.getpid(), queue.SimpleQueue(), None
         self._thread = threading.Thread(target=self._run, name="stillreel-submits", daemon=True)
         self._thread.start()
 
@@ -204,15 +201,15 @@ class GroupWriter:
         """SQLite: the group in one transaction on the writer's own connection, with as few calls
         into SQLite as it takes. Each call releases the GIL, and taking it back from the busy event
         loop cost the writer ~1.6 ms a time under load (BENCHMARKS.md): the transaction's wall
-        time, not its work, was what held every submit of the group. So the count is skipped while
-        nothing else changed the database (``_queued``), and the rows' ``seq`` come from
-        ``lastrowid`` instead of a ``RETURNING`` row (a call) each."""
+        time, not its work, was what held every submit of the group. So the queue's length comes
+        from ``queue_depth`` (a row per priority, kept by triggers: ``schema.install_queue_depth``),
+        not from counting the queue, and the rows' ``seq`` from ``lastrowid`` instead of a
+        ``RETURNING`` row (a call) each."""
         if self._conn is None:
             self._conn = self.store.db.connect()
         try:
             with self.store.write(self._conn) as conn:
-                counts = self._queued(conn)
-                accepted = self._place(group, counts)  # counts: now with the accepted rows
+                accepted = self._place(group, dict(conn.exec_driver_sql(self._depth_sql).all()))
                 seqs = {}
                 if accepted:
                     params = tuple(v for entry in accepted for v in entry.params)
@@ -222,24 +219,12 @@ class GroupWriter:
                     first = last - len(accepted) + 1
                     seqs = {entry.values["id"]: first + i for i, entry in enumerate(accepted)}
         except BaseException:
-            self._drop_connection()  # and the counts with it: whatever it was, read afresh
+            self._drop_connection()  # it may be broken (the database went away): a new one next time
             raise
-        self._counts = counts
         return accepted, seqs
 
-    def _queued(self, conn) -> dict[int, int]:
-        """The queue's count per priority, from the last group's when the database has not changed
-        since (``PRAGMA data_version`` of this connection moves when another connection commits:
-        a claim, a cancel, another process's submit), else counted again. The transaction holds
-        SQLite's write lock, so nothing can change between this read and the commit."""
-        version = conn.exec_driver_sql("PRAGMA data_version").scalar()
-        if self._counts is None or version != self._version:
-            self._counts = dict(conn.exec_driver_sql(self._count_sql, (QUEUED,)).all())
-            self._version = version
-        return dict(self._counts)
-
     def _drop_connection(self) -> None:
-        conn, self._conn, self._counts = self._conn, None, None
+        conn, self._conn = self._conn, None
         if conn is not None:
             try:
                 conn.invalidate()  # not back to the pool: it may be broken (the database went away)
