@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 from live_server import free_port
 
-from stillreel.api.serving import GuardedHttpTools, uvicorn_options
+from stillreel.api.serving import GuardedHttpTools, OneSendPerTurn, uvicorn_options
 from stillreel.config import Limits, Settings
 
 LIMIT = 16 * 1024
@@ -186,3 +186,79 @@ def test_serve_options_use_httptools_with_the_configured_bounds():
     options = uvicorn_options(Settings(limits=Limits(max_header_bytes=1234, keep_alive_s=7)), 9.0)
     assert options["http"].max_header_bytes == 1234 and options["http"].header_timeout_s == 9.0
     assert options["timeout_keep_alive"] == 7 and options["proxy_headers"] is False
+
+
+class RecordingTransport:
+    """What the real transport was asked to send, and whether it was closed."""
+
+    def __init__(self):
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "written after close"
+        self.sent.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 1) if name == "peername" else default
+
+
+def test_writes_of_one_turn_leave_in_one_send():
+    """A response's head and body (two writes by uvicorn) go out as one send at the end of the
+    event loop's turn; a long body at once; ``close`` sends what waits first; nothing after it."""
+    import asyncio
+
+    async def main():
+        real = RecordingTransport()
+        transport = OneSendPerTurn(real, asyncio.get_running_loop())
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        transport.write(b"body")
+        assert real.sent == []
+        await asyncio.sleep(0)
+        assert real.sent == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
+        big = b"x" * OneSendPerTurn.FLUSH_BYTES
+        transport.write(b"a")
+        transport.write(big)  # past the bound: sent now, in order, with what waited
+        assert real.sent[-1] == b"a" + big
+        await asyncio.sleep(0)
+        assert len(real.sent) == 2  # nothing left for the end of the turn
+        transport.write(b"last")
+        transport.close()
+        assert real.sent[-1] == b"last" and real.closed
+        transport.write(b"late")  # uvicorn may write to a closing transport: dropped, as it would be
+        await asyncio.sleep(0)
+        assert real.sent[-1] == b"last"
+        assert transport.get_extra_info("peername") == ("127.0.0.1", 1)  # the rest is the real one's
+        aborted = OneSendPerTurn(RecordingTransport(), asyncio.get_running_loop())
+        aborted.write(b"never")
+        aborted.abort()
+        await asyncio.sleep(0)
+        assert aborted._transport.sent == []
+
+    asyncio.run(main())
+
+
+def test_answers_on_one_connection_stay_whole_and_in_order(server):
+    """Pipelined requests on one keep-alive connection: each answer complete, in request order
+    (their heads and bodies are joined per turn, never across answers in the wrong order)."""
+    sock = socket.create_connection(("127.0.0.1", server))
+    try:
+        sock.sendall(b"".join(f"GET /p{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for i in range(20)))
+        data = b""
+        deadline = time.monotonic() + 10
+        while data.count(b"HTTP/1.1 200") < 20 and time.monotonic() < deadline:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            data += sock.recv(65536)
+        bodies = [part.split(b"\r\n\r\n", 1)[1][:20] for part in data.split(b"HTTP/1.1 200 OK")[1:]]
+        assert [b.split(b" ")[0] for b in bodies] == [f"/p{i}".encode() for i in range(20)]
+    finally:
+        sock.close()
