@@ -50,6 +50,16 @@ def base_url(request: Request) -> str:
     return base
 
 
+def fal_headers(scope) -> dict[str, str]:
+    """The request's ``x-fal-*`` headers, the first of each name, in one pass over the raw headers
+    (Starlette's ``Headers.get`` scans them all and raises inside for every absent name)."""
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name.startswith(b"x-fal-"):
+            found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return found
+
+
 def scope_base_url(settings: Settings, scope) -> str | None:
     """``base_url`` from the ASGI scope alone, in one pass over the raw headers (the status and
     submit fast paths have no ``Request``); None when there is no Host header to build it from."""

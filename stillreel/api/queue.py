@@ -97,7 +97,7 @@ async def _enqueue(request: Request, endpoint_id: str, who: deps.Caller, *, sync
             raise InputError.at(["query", "fal_webhook"], exc.message, exc.error_type) from None
     base = deps.base_url(request)
     plan, payload = await plan_request(request, endpoint, base)
-    headers = request.headers
+    headers = deps.fal_headers(request.scope)
     # fal's sync path skips the queue; here it is the same queue, at the front.
     wanted = "high" if sync else headers.get("x-fal-queue-priority", "normal").lower()
     priority = PRIORITIES.get(wanted, PRIORITIES["normal"])
