@@ -191,7 +191,6 @@ def create_schema(engine: sa.Engine, tables: sa.MetaData = metadata) -> None:
         tables.create_all(conn)
 
 
-
 # SQLite: the queue's length per priority, kept by triggers in every transaction that puts a
 # request into the queue or takes one out (whichever code or version of stillreel writes it), so
 # that a group of submits reads its queue positions from a row per priority instead of counting
@@ -218,17 +217,26 @@ QUEUE_DEPTH_DDL = (
         END""",
 )
 QUEUE_DEPTH_TRIGGERS = ("queue_depth_insert", "queue_depth_delete", "queue_depth_update")
+QUEUE_DEPTH_SQL = "SELECT priority, queued FROM queue_depth WHERE queued > 0"  # what submits read
 
 
 def install_queue_depth(engine: sa.Engine) -> None:
     """The table and its triggers, where missing; then the table filled from a count of the queue,
     in the same transaction (BEGIN IMMEDIATE: no other writer between the count and the triggers),
-    so a database made by an older version starts exact."""
+    so a database made by an older version starts exact. Read first: a start where all is in place
+    (every start but the first) takes no write lock."""
+
+    def installed(conn) -> bool:
+        have = {name for (name,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        return set(QUEUE_DEPTH_TRIGGERS) <= have
+
     with engine.connect() as conn:
+        if installed(conn):
+            return
+        conn.rollback()  # end the read; the write transaction below looks again under the lock
         conn.info["write"] = True
         with conn.begin():
-            have = {name for (name,) in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-            if set(QUEUE_DEPTH_TRIGGERS) <= have:
+            if installed(conn):  # another process installed them meanwhile
                 return
             for ddl in QUEUE_DEPTH_DDL:
                 conn.exec_driver_sql(ddl)

@@ -13,11 +13,11 @@ parses the body (BENCHMARKS.md). Here:
   and awaits it (``submit_async``: no thread-pool hop per submit, and one wake-up of the loop
   per group), and the thread switches of many threads queueing on one lock (futex wake-ups:
   more system than user time in the profile) are gone;
-- one plain statement each to count the queue and to insert the rows; the ``Job`` is made from
-  the values written, not read back;
-- queue positions from the count taken in the same transaction, before the insert: every queued
-  row already there at this priority or higher is older, so ahead; rows of the same group count
-  as if written one after the other;
+- one plain statement each to read the queue's length and to insert the rows; the ``Job`` is made
+  from the values written, not read back;
+- queue positions from the queue's length per priority read in the same transaction, before the
+  insert: every queued row already there at this priority or higher is older, so ahead; rows of
+  the same group count as if written one after the other;
 - few calls into the database per group. Each call releases the GIL, and under load taking it
   back from the event loop cost the writer more than the call (a bare ``time.sleep(0)`` waited
   1.6 ms on average), so the group's wall time, which every submit of it waits out, was mostly
@@ -40,7 +40,7 @@ import time
 import uuid
 
 from stillreel.jobs.changes import QUEUE_CHANNEL
-from stillreel.jobs.schema import QUEUED, Job, QueueFull
+from stillreel.jobs.schema import QUEUE_DEPTH_SQL, QUEUED, Job, QueueFull
 
 MAX_GROUP = 64  # rows per transaction (SQLite's statement parameters: 15 per row)
 _COLUMNS = ("id", "endpoint_id", "status", "priority", "input", "plan", "engine", "base_url", "key_id",
@@ -87,8 +87,7 @@ class GroupWriter:
         quote = dialect.identifier_preparer.quote
         self._insert_head = f"INSERT INTO requests ({', '.join(quote(c) for c in _COLUMNS)}) VALUES "
         self._count_sql = f"SELECT priority, count(*) FROM requests WHERE status = {mark} GROUP BY priority"
-        self._inserts: dict[tuple, str] = {}
-        self._depth_sql = "SELECT priority, queued FROM queue_depth WHERE queued > 0"
+        self._inserts: dict[int, str] = {}  # n rows: INSERT; -n: _write_at_once
         self._conn = None  # SQLite: the writer thread's own connection
 
     def submit(self, **fields) -> tuple[Job, int]:
@@ -198,28 +197,24 @@ class GroupWriter:
                     entry.error = exc
 
     def _write_sqlite(self, group: list[_Submit]) -> tuple[list[_Submit], dict[str, int]]:
-        """SQLite: the group in one transaction on the writer's own connection, with as few calls
-        into SQLite as it takes. Each call releases the GIL, and taking it back from the busy event
-        loop cost the writer ~1.6 ms a time under load (BENCHMARKS.md): the transaction's wall
-        time, not its work, was what held every submit of the group. So the queue's length comes
-        from ``queue_depth`` (a row per priority, kept by triggers: ``schema.install_queue_depth``),
-        not from counting the queue, and the rows' ``seq`` from ``lastrowid`` instead of a
-        ``RETURNING`` row (a call) each."""
+        """SQLite: the group in one transaction on the writer's own connection, in as few calls as
+        it takes (the module doc): the queue's length from ``queue_depth``, the rows' ``seq`` from
+        ``lastrowid`` instead of a ``RETURNING`` row (a call) each."""
         if self._conn is None:
             self._conn = self.store.db.connect()
         try:
             with self.store.write(self._conn) as conn:
-                accepted = self._place(group, dict(conn.exec_driver_sql(self._depth_sql).all()))
+                accepted = self._place(group, dict(conn.exec_driver_sql(QUEUE_DEPTH_SQL).all()))
                 seqs = {}
                 if accepted:
                     params = tuple(v for entry in accepted for v in entry.params)
-                    last = conn.exec_driver_sql(self._insert(len(accepted), returning=False), params).lastrowid
+                    last = conn.exec_driver_sql(self._insert(len(accepted)), params).lastrowid
                     # One INSERT's rows get consecutive seqs (AUTOINCREMENT: the largest + 1, row by
                     # row, with no other writer between them), in the order of its VALUES.
                     first = last - len(accepted) + 1
                     seqs = {entry.values["id"]: first + i for i, entry in enumerate(accepted)}
         except BaseException:
-            self._drop_connection()  # it may be broken (the database went away): a new one next time
+            self._drop_connection()  # a new one next time
             raise
         return accepted, seqs
 
@@ -255,9 +250,9 @@ class GroupWriter:
         of five (BEGIN, count, insert, NOTIFY, COMMIT), which matters with the database on another
         host (on loopback, under group commit, the difference was within the noise). Every part
         of the statement sees the same snapshot: the count is the queue before these rows."""
-        sql = self._inserts.get(("at once", len(group)))
+        sql = self._inserts.get(-len(group))
         if sql is None:
-            sql = self._inserts[("at once", len(group))] = (
+            sql = self._inserts[-len(group)] = (
                 f"WITH ahead (priority, n) AS ({self._count_sql}), ins AS ({self._insert(len(group))}) "
                 "SELECT 'r', id, seq FROM ins UNION ALL SELECT 'c', CAST(priority AS TEXT), n FROM ahead "
                 f"UNION ALL SELECT 'n', NULL, 0 FROM (SELECT pg_notify('{QUEUE_CHANNEL}', '')) AS notify"
@@ -269,12 +264,12 @@ class GroupWriter:
         seqs = {a: b for kind, a, b in rows if kind == "r"}
         return self._place(group, {int(a): b for kind, a, b in rows if kind == "c"}), seqs
 
-    def _insert(self, n: int, returning: bool = True) -> str:
-        key = (n, returning)
-        sql = self._inserts.get(key)
+    def _insert(self, n: int) -> str:
+        """The INSERT of ``n`` rows; on PostgreSQL with their ``seq`` (SQLite: ``lastrowid``)."""
+        sql = self._inserts.get(n)
         if sql is None:
-            sql = self._inserts[key] = (self._insert_head + ", ".join([self._row] * n)
-                                        + (" RETURNING id, seq" if returning else ""))
+            sql = self._inserts[n] = (self._insert_head + ", ".join([self._row] * n)
+                                      + (" RETURNING id, seq" if self._pg else ""))
         return sql
 
 
